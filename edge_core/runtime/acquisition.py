@@ -1,0 +1,208 @@
+"""Acquisition: the read plan of every meter, run against the clock, into the spool.
+
+Theory of operation
+-------------------
+* Each meter has one task. TCP meters run concurrently (bounded by ``max_concurrent_tcp``);
+  meters that share a serial bus take turns on that bus's lock: one transaction at a time.
+* The load profile is read *by range*, from the last capture time the spool has stored for the
+  meter (its high-water mark) to now. So after any gap — meter unreachable, DCU offline, a
+  restart — the next read backfills exactly the missing intervals, and a read that overlaps
+  what is stored only produces duplicates the spool refuses (dedupe on meter, channel, time).
+  Nothing read twice is stored twice.
+* The daily (midnight billing) profile is read once per meter day, ``daily_after_s`` after
+  00:00, by range from its own high-water mark.
+* A failed read is counted and retried at the next period; consecutive failures are reported to
+  the ``on_comm`` callback (comm loss / restore) so the alarm engine can decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from edge_core.clock import Clock
+from edge_core.config import EdgeConfig, MeterConfig
+from edge_core.errors import AmiError, MeterError, ProtocolError, TransportError
+from edge_core.model import DataClass, Reading
+
+__all__ = ["Acquisition", "AcquisitionStats", "LOAD_PROFILE", "DAILY_PROFILE", "HIGH_WATER_OBIS"]
+
+log = logging.getLogger(__name__)
+
+LOAD_PROFILE = "1.0.99.1.0.255"
+DAILY_PROFILE = "1.0.99.2.0.255"
+# The channel whose last stored capture time marks how far a profile has been read.
+HIGH_WATER_OBIS = "1.0.1.8.0.255"
+
+PutReadings = Callable[[Sequence[Reading]], Awaitable[object]]
+LastCapture = Callable[[str, str, DataClass], Awaitable[int | None]]
+ReadProfile = Callable[..., Awaitable[list[Reading]]]
+CommCallback = Callable[[str, bool, int], None]
+
+
+@dataclass
+class MeterState:
+    reads: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_error: str = ""
+    last_success: float = 0.0
+    stored: int = 0
+    duplicates: int = 0
+    last_daily_day: str = ""
+
+
+@dataclass
+class AcquisitionStats:
+    meters: dict[str, MeterState] = field(default_factory=dict)
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "reads": sum(m.reads for m in self.meters.values()),
+            "failures": sum(m.failures for m in self.meters.values()),
+            "stored": sum(m.stored for m in self.meters.values()),
+            "duplicates": sum(m.duplicates for m in self.meters.values()),
+        }
+
+
+class Acquisition:
+    """Runs the read plan of every configured meter until :meth:`stop`."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        clock: Clock,
+        *,
+        put: PutReadings,
+        last_capture: LastCapture,
+        read_profile: ReadProfile,
+        on_comm: CommCallback | None = None,
+        initial_backfill_s: int = 86400,
+        seed: int | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self._put = put
+        self._last_capture = last_capture
+        self._read_profile = read_profile
+        self._on_comm = on_comm
+        self.initial_backfill_s = initial_backfill_s
+        self.stats = AcquisitionStats({m.id: MeterState() for m in config.meters})
+        self._bus_locks: dict[str, asyncio.Lock] = {}
+        self._tcp_slots = asyncio.Semaphore(config.schedule.max_concurrent_tcp)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rng = random.Random(seed)
+        self._in_flight = 0
+
+    @property
+    def busy(self) -> bool:
+        """True while a meter transaction is in progress."""
+        return self._in_flight > 0
+
+    async def start(self) -> None:
+        for meter in self.config.meters:
+            self._tasks.append(asyncio.create_task(self._meter_loop(meter), name=f"acq-{meter.id}"))
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def _slot(self, meter: MeterConfig) -> asyncio.Lock | asyncio.Semaphore:
+        if meter.bus:
+            return self._bus_locks.setdefault(meter.bus, asyncio.Lock())
+        return self._tcp_slots
+
+    async def _meter_loop(self, meter: MeterConfig) -> None:
+        period = self.config.schedule.profile_read_s
+        jitter = self.config.schedule.jitter_s
+        # Spread the fleet over the first period instead of reading every meter at once.
+        await self.clock.sleep(self._rng.uniform(0, min(jitter, period)))
+        while not self._stop.is_set():
+            await self.read_once(meter)
+            now = self.clock.now()
+            # Next boundary of the period, plus jitter so that the meter has closed its interval.
+            next_due = (now // period + 1) * period + self._rng.uniform(0, jitter)
+            await self.clock.sleep(next_due - now)
+
+    async def read_once(self, meter: MeterConfig) -> int:
+        """Read what is due for one meter now and store it; returns the readings stored.
+
+        Errors of the link or the meter are counted, logged and swallowed: the next period
+        retries and backfills by range.
+        """
+        state = self.stats.meters[meter.id]
+        stored = 0
+        try:
+            async with self._slot(meter):
+                self._in_flight += 1
+                try:
+                    stored += await self._read_profile_range(meter, LOAD_PROFILE, DataClass.INTERVAL)
+                    if self._daily_due(meter, state):
+                        stored += await self._read_profile_range(meter, DAILY_PROFILE, DataClass.DAILY)
+                        state.last_daily_day = self._meter_day()
+                finally:
+                    self._in_flight -= 1
+        except (TransportError, MeterError, ProtocolError) as exc:
+            state.failures += 1
+            state.consecutive_failures += 1
+            state.last_error = str(exc)
+            log.warning("meter %s: read failed (%d in a row): %s", meter.id, state.consecutive_failures, exc)
+            if self._on_comm:
+                self._on_comm(meter.id, False, state.consecutive_failures)
+            return 0
+        except AmiError:
+            state.failures += 1
+            log.exception("meter %s: read failed", meter.id)
+            return 0
+        if state.consecutive_failures and self._on_comm:
+            self._on_comm(meter.id, True, state.consecutive_failures)
+        state.consecutive_failures = 0
+        state.reads += 1
+        state.last_success = self.clock.now()
+        return stored
+
+    def _meter_day(self) -> str:
+        from zoneinfo import ZoneInfo
+
+        local = self.clock.now_dt().astimezone(ZoneInfo(self.config.timezone))
+        return local.date().isoformat()
+
+    def _daily_due(self, meter: MeterConfig, state: MeterState) -> bool:
+        from zoneinfo import ZoneInfo
+
+        local = self.clock.now_dt().astimezone(ZoneInfo(self.config.timezone))
+        since_midnight = local.hour * 3600 + local.minute * 60 + local.second
+        return (
+            state.last_daily_day != local.date().isoformat()
+            and since_midnight >= self.config.schedule.daily_after_s
+        )
+
+    async def _read_profile_range(self, meter: MeterConfig, obis: str, data_class: DataClass) -> int:
+        now = self.clock.now_dt()
+        last = await self._last_capture(meter.id, HIGH_WATER_OBIS, data_class)
+        oldest = now - timedelta(days=self.config.schedule.backfill_max_days)
+        if last is None:
+            start = now - timedelta(seconds=self.initial_backfill_s)
+        else:
+            start = datetime.fromtimestamp(last + 1, timezone.utc)
+        start = max(start, oldest)
+        if start >= now:
+            return 0
+        readings = await self._read_profile(meter, obis, start, now, data_class)
+        if not readings:
+            return 0
+        result = await self._put(readings)
+        stored = int(getattr(result, "stored", len(readings)))
+        state = self.stats.meters[meter.id]
+        state.stored += stored
+        state.duplicates += int(getattr(result, "duplicates", 0))
+        log.debug("meter %s: %s %s..%s -> %d stored", meter.id, obis, start, now, stored)
+        return stored
