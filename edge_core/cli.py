@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "edge_core.runtime.cli",  # run (the edge runtime)
     "cloud.cli",  # cloud serve
     "edge_core.demo",  # demo
+    "edge_core.training.cli",  # model train
+    "edge_core.build",  # build (Greengrass components)
 )
 
 EXIT_CONFIG = 2

@@ -1,0 +1,1 @@
+"""com.amiedge.Concentrator: acquisition, the spool (its one owner), uplink and the alarm lane."""

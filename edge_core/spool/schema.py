@@ -1,0 +1,121 @@
+"""Spool schema and its migrations (``PRAGMA user_version``).
+
+``MIGRATIONS[i]`` takes a file from version ``i`` to ``i + 1``; a new file runs them all. A file
+whose version is newer than :data:`SCHEMA_VERSION` is refused (no downgrade).
+
+Version 1: readings, outbox, evictions.
+Version 2: high-water marks for backfill (``high_water``), persistent counters (``counters``),
+and the salvage log (``salvages``); high_water is filled from the readings present.
+Version 3: the data class joins the dedupe key and the high-water mark. A daily (midnight
+billing) capture of +A and the load-profile capture of +A at the same midnight are the same
+(meter, OBIS, time) but belong to different streams; before v3 the second was refused as a
+duplicate and the daily stream lost its midnight values.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+_V1: Final = """
+CREATE TABLE readings (
+    id INTEGER PRIMARY KEY,
+    meter TEXT NOT NULL,
+    obis TEXT NOT NULL,
+    capture_time INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    scaler INTEGER NOT NULL,
+    unit INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    data_class INTEGER NOT NULL,
+    stored_at REAL NOT NULL,
+    UNIQUE (meter, obis, capture_time)
+);
+CREATE INDEX readings_class_time ON readings (data_class, capture_time);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    batch_id BLOB,
+    data_class INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    n_readings INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX outbox_class_id ON outbox (data_class, id);
+CREATE TABLE evictions (
+    data_class INTEGER NOT NULL,
+    meter TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (data_class, meter, reason)
+);
+"""
+
+_V2: Final = """
+CREATE TABLE high_water (
+    meter TEXT NOT NULL,
+    obis TEXT NOT NULL,
+    capture_time INTEGER NOT NULL,
+    PRIMARY KEY (meter, obis)
+) WITHOUT ROWID;
+INSERT INTO high_water (meter, obis, capture_time)
+    SELECT meter, obis, MAX(capture_time) FROM readings GROUP BY meter, obis;
+CREATE TABLE counters (
+    data_class INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (data_class, name)
+) WITHOUT ROWID;
+CREATE TABLE salvages (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kept_at TEXT NOT NULL,
+    problem TEXT NOT NULL,
+    readings INTEGER NOT NULL,
+    messages INTEGER NOT NULL,
+    lost_estimate INTEGER NOT NULL
+);
+"""
+
+_V3: Final = """
+CREATE TABLE readings_v3 (
+    id INTEGER PRIMARY KEY,
+    meter TEXT NOT NULL,
+    obis TEXT NOT NULL,
+    capture_time INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    scaler INTEGER NOT NULL,
+    unit INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    data_class INTEGER NOT NULL,
+    stored_at REAL NOT NULL,
+    UNIQUE (meter, obis, data_class, capture_time)
+);
+INSERT INTO readings_v3 (id, meter, obis, capture_time, value, scaler, unit, status, data_class,
+    stored_at)
+    SELECT id, meter, obis, capture_time, value, scaler, unit, status, data_class, stored_at
+    FROM readings;
+DROP TABLE readings;
+ALTER TABLE readings_v3 RENAME TO readings;
+CREATE INDEX readings_class_time ON readings (data_class, capture_time);
+CREATE TABLE high_water_v3 (
+    meter TEXT NOT NULL,
+    obis TEXT NOT NULL,
+    data_class INTEGER NOT NULL,
+    capture_time INTEGER NOT NULL,
+    PRIMARY KEY (meter, obis, data_class)
+) WITHOUT ROWID;
+INSERT INTO high_water_v3 (meter, obis, data_class, capture_time)
+    SELECT meter, obis, data_class, MAX(capture_time) FROM readings GROUP BY meter, obis, data_class;
+INSERT INTO high_water_v3 (meter, obis, data_class, capture_time)
+    SELECT meter, obis, 3, capture_time FROM high_water WHERE true
+    ON CONFLICT (meter, obis, data_class) DO UPDATE SET capture_time =
+    max(capture_time, excluded.capture_time);
+DROP TABLE high_water;
+ALTER TABLE high_water_v3 RENAME TO high_water
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
