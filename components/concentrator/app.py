@@ -1,8 +1,9 @@
 """The concentrator app: configuration, spool ownership, health, update gate.
 
-The lead's :func:`edge_core.runtime.run` (acquisition, uplink, alarm lane) plugs in at
-:meth:`ConcentratorApp.start`; until then the app validates the configuration, opens the spool
-and publishes health on ``dt/ami/{thing}/health``.
+The work is done by :class:`edge_core.runtime.app.EdgeApp` (acquisition, the spool it owns, the
+uplink with its alarm lane, on-demand reads); this module only adds the component shell:
+configuration parsing, health on ``dt/ami/{thing}/health`` at start and stop, and the update
+gate.
 
 The component-level settings live under the ``greengrass`` key of the configuration so that the
 rest stays exactly what :class:`~edge_core.config.EdgeConfig` parses:
@@ -24,10 +25,10 @@ from typing import Any
 from components._main import with_thing_name
 from edge_core import __version__
 from edge_core.bus.base import Bus
-from edge_core.config import EdgeConfig, SpoolSettings
+from edge_core.config import EdgeConfig
 from edge_core.errors import BusError, ConfigError
 from edge_core.model import Topics
-from edge_core.spool import Spool
+from edge_core.runtime.app import EdgeApp
 
 __all__ = ["COMPONENT", "ConcentratorApp", "GreengrassSettings", "parse_config"]
 
@@ -78,47 +79,45 @@ def parse_config(mapping: Mapping[str, Any]) -> tuple[EdgeConfig, GreengrassSett
     return EdgeConfig.from_mapping(data), gg
 
 
-def _open_spool(settings: SpoolSettings) -> Spool:
-    """Open the durable spool; this process is its one owner."""
-    spool = Spool.open(settings.path, quota_bytes=settings.quota_mb * 1024 * 1024)
-    log.info("spool open at %s", spool.path)
-    return spool
-
-
 class ConcentratorApp:
     """The com.amiedge.Concentrator application object (see module doc)."""
 
     def __init__(self) -> None:
         self.config: EdgeConfig | None = None
         self.settings = GreengrassSettings()
-        self.in_flight = 0  # alarms or batches the runtime has not seen acknowledged yet
+        self.in_flight = 0  # extra work the shell itself holds (none today)
         self._bus: Bus | None = None
-        self._spool: Spool | None = None
+        self._edge: EdgeApp | None = None
 
     def validate_config(self, mapping: Mapping[str, Any]) -> None:
         parse_config(mapping)
 
     def apply_config(self, mapping: Mapping[str, Any]) -> None:
         self.config, self.settings = parse_config(mapping)
+        if self._edge is not None:
+            self._edge.reconfigure(self.config)
         log.info("configuration applied: %d meters", len(self.config.meters))
 
     def update_gate(self) -> float:
-        """Defer while updates are held or work is in flight; 0 accepts."""
-        if self.settings.defer_updates or self.in_flight:
+        """Defer while updates are held or a meter read, alarm or batch is in flight."""
+        edge_busy = self._edge is not None and self._edge.update_gate() > 0
+        if self.settings.defer_updates or self.in_flight or edge_busy:
             return float(self.settings.update_recheck_s)
         return 0.0
 
     async def start(self, bus: Bus) -> None:
         self._bus = bus
         self.config, self.settings = parse_config(bus.get_config())
-        self._spool = _open_spool(self.config.spool)
+        self._edge = EdgeApp(self.config, bus, report_running=False)
+        await self._edge.start()
+        log.info("spool open at %s", self.config.spool.path)
         await self._health("started")
 
     async def stop(self) -> None:
         await self._health("stopping")
-        if self._spool is not None:
-            self._spool.close()
-            self._spool = None
+        if self._edge is not None:
+            await self._edge.stop()
+            self._edge = None
             log.info("spool closed")
 
     async def _health(self, event: str) -> None:

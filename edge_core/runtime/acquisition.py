@@ -37,6 +37,7 @@ LOAD_PROFILE = "1.0.99.1.0.255"
 DAILY_PROFILE = "1.0.99.2.0.255"
 # The channel whose last stored capture time marks how far a profile has been read.
 HIGH_WATER_OBIS = "1.0.1.8.0.255"
+DAILY_INITIAL_BACKFILL_S = 3 * 86400
 
 PutReadings = Callable[[Sequence[Reading]], Awaitable[object]]
 LastCapture = Callable[[str, str, DataClass], Awaitable[int | None]]
@@ -190,7 +191,12 @@ class Acquisition:
         last = await self._last_capture(meter.id, HIGH_WATER_OBIS, data_class)
         oldest = now - timedelta(days=self.config.schedule.backfill_max_days)
         if last is None:
-            start = now - timedelta(seconds=self.initial_backfill_s)
+            # First contact: the last hours of load profile, the last days of daily values
+            # (the cloud bills from the daily stream, so it gets a few days of history).
+            backfill = self.initial_backfill_s
+            if data_class is DataClass.DAILY:
+                backfill = max(backfill, DAILY_INITIAL_BACKFILL_S)
+            start = now - timedelta(seconds=backfill)
         else:
             start = datetime.fromtimestamp(last + 1, timezone.utc)
         start = max(start, oldest)

@@ -1,0 +1,226 @@
+"""The concentrator application: acquisition -> spool -> uplink, plus on-demand reads.
+
+Theory of operation
+-------------------
+* The spool has exactly one owner: this application's :class:`~edge_core.uplink.SpoolWorker`
+  thread. Acquisition, the uplink and the command handler all reach SQLite through it, so no
+  two threads ever share the connection, and alarm-lane calls jump the queue.
+* A read is acknowledged as stored only when ``Spool.put`` returned (committed, fsynced); the
+  uplink deletes a batch only after its publish was acknowledged. A crash anywhere in between
+  re-sends (same batch id) rather than loses.
+* The component reports RUNNING only once the spool is open and acquisition has started.
+* Before a component update the gate defers while a meter transaction or an alarm is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from edge_core.bus.base import Bus, Subscription
+from edge_core.clock import Clock, SystemClock
+from edge_core.config import EdgeConfig, MeterConfig
+from edge_core.dlms.obis import Obis
+from edge_core.meter import read_meter
+from edge_core.model import DataClass, Reading, Topics
+from edge_core.runtime.acquisition import Acquisition
+from edge_core.runtime.commands import CommandHandler, ReadRequest
+from edge_core.spool.store import PutResult, Spool
+from edge_core.uplink import SpoolWorker, Uplink, UplinkSettings
+
+__all__ = ["EdgeApp"]
+
+log = logging.getLogger(__name__)
+
+UPDATE_DEFER_S = 30.0
+
+
+class EdgeApp:
+    """One concentrator: reads its meters, spools, publishes, answers on-demand reads."""
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        bus: Bus,
+        *,
+        clock: Clock | None = None,
+        uplink_settings: UplinkSettings | None = None,
+        initial_backfill_s: int = 86400,
+        seed: int | None = None,
+        report_running: bool = True,
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        self.clock = clock or SystemClock()
+        self.topics = Topics(config.thing_name)
+        self._uplink_settings = uplink_settings or UplinkSettings.from_config(config.uplink)
+        self._initial_backfill_s = initial_backfill_s
+        self._seed = seed
+        self._report_running = report_running
+        self._reconfiguring: asyncio.Task[None] | None = None
+        self.worker: SpoolWorker | None = None
+        self.spool: Spool | None = None
+        self.uplink: Uplink | None = None
+        self.acquisition: Acquisition | None = None
+        self.commands = CommandHandler(config, self._on_demand_read, self._respond, self._now_iso)
+        self._uplink_task: asyncio.Task[None] | None = None
+        self._subs: list[Subscription] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        Path(self.config.spool.path).parent.mkdir(parents=True, exist_ok=True)
+        self.worker = SpoolWorker()
+        self.spool = await self.worker.call(
+            Spool.open, self.config.spool.path, quota_bytes=self.config.spool.quota_mb << 20
+        )
+        self.uplink = Uplink(
+            self.spool,
+            self.bus,
+            self.topics,
+            self._uplink_settings,
+            worker=self.worker,
+            wall_clock=self.clock.now,
+        )
+        self._uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
+        self.acquisition = self._new_acquisition(self.config)
+        await self.acquisition.start()
+        self._subs.append(await self.bus.subscribe(self.topics.read_request, self._on_command))
+        if self._report_running:  # a component shell reports for itself
+            self.bus.set_config_validator(self.validate_config)
+            self.bus.set_update_gate(self.update_gate)
+            await self.bus.report_state("RUNNING")
+        log.info("concentrator %s running with %d meters", self.config.thing_name, len(self.config.meters))
+
+    def _new_acquisition(self, config: EdgeConfig) -> Acquisition:
+        return Acquisition(
+            config,
+            self.clock,
+            put=self._put,
+            last_capture=self._last_capture,
+            read_profile=self._read_profile,
+            initial_backfill_s=self._initial_backfill_s,
+            seed=self._seed,
+        )
+
+    def reconfigure(self, config: EdgeConfig) -> None:
+        """Apply a validated configuration live: acquisition restarts with the new read plan;
+        the spool and the uplink (and whatever they hold) carry on untouched. Backfill by
+        range means a meter whose read was interrupted loses nothing."""
+        if config.thing_name != self.config.thing_name or config.spool != self.config.spool:
+            log.warning("thing name and spool changes take effect at the next restart")
+        self.config = config
+        self.commands = CommandHandler(config, self._on_demand_read, self._respond, self._now_iso)
+        if self.acquisition is None:
+            return
+
+        async def swap() -> None:
+            old = self.acquisition
+            if old is not None:
+                await old.stop()
+            self.acquisition = self._new_acquisition(config)
+            await self.acquisition.start()
+
+        self._reconfiguring = asyncio.get_running_loop().create_task(swap())
+
+    async def stop(self, drain_timeout: float = 0.0) -> None:
+        """Stop reading, optionally drain the spool (``drain_timeout`` s), close the spool."""
+        for sub in self._subs:
+            await sub.close()
+        self._subs.clear()
+        if self._reconfiguring is not None:
+            await self._reconfiguring
+        if self.acquisition is not None:
+            await self.acquisition.stop()
+        if self.uplink is not None and drain_timeout > 0:
+            try:
+                await self.uplink.drain(drain_timeout)
+            except Exception as exc:  # a broker outage at shutdown must not block closing
+                log.warning("spool not drained at stop: %s", exc)
+        if self.uplink is not None:
+            await self.uplink.stop()
+        if self._uplink_task is not None:
+            await self._uplink_task
+        if self.worker is not None and self.spool is not None:
+            await self.worker.call(self.spool.close)
+            await asyncio.to_thread(self.worker.close)
+        self.worker = None
+
+    async def _on_command(self, topic: str, payload: bytes) -> None:
+        await self.commands.handle(topic, payload)
+
+    # -- Greengrass hooks ---------------------------------------------------------------
+
+    @staticmethod
+    def validate_config(mapping: Mapping[str, Any]) -> None:
+        EdgeConfig.from_mapping(mapping)
+
+    def update_gate(self) -> float:
+        busy_meter = self.acquisition is not None and self.acquisition.busy
+        alarms = self.uplink is not None and self.uplink.snapshot().get("in_flight", 0) > 0
+        return UPDATE_DEFER_S if (busy_meter or alarms) else 0.0
+
+    # -- the spool, through its owner thread --------------------------------------------
+
+    async def _put(self, readings: Sequence[Reading]) -> PutResult:
+        assert self.worker is not None and self.spool is not None
+        result = await self.worker.call(self.spool.put, list(readings))
+        if self.uplink is not None:
+            self.uplink.notify()
+        return result
+
+    async def _last_capture(self, meter: str, obis: str, data_class: DataClass) -> int | None:
+        assert self.worker is not None and self.spool is not None
+        return await self.worker.call(self.spool.last_capture, meter, obis, data_class)
+
+    # -- meters ---------------------------------------------------------------------------
+
+    async def _read_profile(
+        self, meter: MeterConfig, obis: str, start: datetime, end: datetime, data_class: DataClass
+    ) -> list[Reading]:
+        result = await read_meter(
+            meter.url,
+            client=meter.client,
+            server=meter.server,
+            obis=(),
+            load_profile=(start, end),
+            profile_obis=Obis.parse(obis),
+            transport=meter.transport,
+            timeout=meter.timeout_s,
+        )
+        if result.load_profile is None:
+            return []
+        return result.load_profile.to_readings(meter.id, data_class)
+
+    async def _on_demand_read(self, meter: MeterConfig, req: ReadRequest) -> Mapping[str, Any]:
+        result = await read_meter(
+            meter.url,
+            client=meter.client,
+            server=meter.server,
+            obis=[Obis.parse(o) for o in req.obis] if req.obis else None,
+            load_profile=req.profile,
+            transport=meter.transport,
+            timeout=meter.timeout_s,
+        )
+        doc = result.to_json()
+        doc.pop("meter", None)  # the URL; the response names the meter by id
+        return doc
+
+    async def _respond(self, payload: bytes) -> None:
+        assert self.uplink is not None
+        await self.uplink.send_alarm(self.topics.read_response, payload, data_class=DataClass.ON_DEMAND)
+
+    def _now_iso(self) -> str:
+        return self.clock.now_dt().isoformat()
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.acquisition is not None:
+            out["acquisition"] = self.acquisition.stats.totals()
+        if self.uplink is not None:
+            out["uplink"] = self.uplink.snapshot()
+        return out
