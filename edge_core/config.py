@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from edge_core.alarms import AlarmSettings, PowerFailSettings
 from edge_core.errors import ConfigError
 
 __all__ = [
@@ -306,6 +307,8 @@ class EdgeConfig:
     uplink: UplinkConfig = field(default_factory=UplinkConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     timezone: str = "UTC"  # the meters' local time zone (daily reads, DST days)
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)
+    powerfail: PowerFailSettings | None = None  # the DCU's own power-fail input, if wired
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> EdgeConfig:
@@ -334,9 +337,22 @@ class EdgeConfig:
             uplink=UplinkConfig.from_reader(r.section("uplink")),
             mqtt=MqttConfig.from_reader(r.section("mqtt")),
             timezone=tz,
+            alarms=AlarmSettings.from_mapping(_raw_section(r, "alarms") or {}),
+            powerfail=(
+                PowerFailSettings.from_mapping(pf) if (pf := _raw_section(r, "powerfail")) else None
+            ),
         )
         r.done()
         return out
+
+
+def _raw_section(r: _Reader, key: str) -> Mapping[str, Any] | None:
+    """A section parsed by its own module's ``from_mapping`` (alarms, power-fail input)."""
+    r.seen.add(key)
+    raw = r.data.get(key)
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError("expected a mapping", path=key)
+    return raw
 
 
 def load_config_file(path: str | Path) -> EdgeConfig:

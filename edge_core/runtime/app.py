@@ -27,7 +27,9 @@ from edge_core.config import EdgeConfig, MeterConfig
 from edge_core.dlms.obis import Obis
 from edge_core.meter import read_meter
 from edge_core.model import DataClass, Reading, Topics
+from edge_core.alarms import AlarmMessage
 from edge_core.runtime.acquisition import Acquisition
+from edge_core.runtime.alarm_service import AlarmService
 from edge_core.runtime.commands import CommandHandler, ReadRequest
 from edge_core.spool.store import PutResult, Spool
 from edge_core.uplink import SpoolWorker, Uplink, UplinkSettings
@@ -66,6 +68,7 @@ class EdgeApp:
         self.spool: Spool | None = None
         self.uplink: Uplink | None = None
         self.acquisition: Acquisition | None = None
+        self.alarms: AlarmService | None = None
         self.commands = CommandHandler(config, self._on_demand_read, self._respond, self._now_iso)
         self._uplink_task: asyncio.Task[None] | None = None
         self._subs: list[Subscription] = []
@@ -87,6 +90,16 @@ class EdgeApp:
             wall_clock=self.clock.now,
         )
         self._uplink_task = asyncio.create_task(self.uplink.run(), name="uplink")
+        self.alarms = AlarmService(
+            self.config.thing_name,
+            [m.id for m in self.config.meters],
+            self.clock,
+            self._send_alarm,
+            settings=self.config.alarms,
+            powerfail=self.config.powerfail,
+            sequence_path=Path(self.config.spool.path).with_suffix(".alarm-seq"),
+        )
+        await self.alarms.start()
         self.acquisition = self._new_acquisition(self.config)
         await self.acquisition.start()
         self._subs.append(await self.bus.subscribe(self.topics.read_request, self._on_command))
@@ -103,6 +116,7 @@ class EdgeApp:
             put=self._put,
             last_capture=self._last_capture,
             read_profile=self._read_profile,
+            on_comm=self.alarms.on_comm if self.alarms is not None else None,
             initial_backfill_s=self._initial_backfill_s,
             seed=self._seed,
         )
@@ -136,6 +150,8 @@ class EdgeApp:
             await self._reconfiguring
         if self.acquisition is not None:
             await self.acquisition.stop()
+        if self.alarms is not None:
+            await self.alarms.stop()
         if self.uplink is not None and drain_timeout > 0:
             try:
                 await self.uplink.drain(drain_timeout)
@@ -210,6 +226,10 @@ class EdgeApp:
         doc.pop("meter", None)  # the URL; the response names the meter by id
         return doc
 
+    async def _send_alarm(self, msg: AlarmMessage) -> None:
+        assert self.uplink is not None
+        await self.uplink.send_alarm(msg.topic(self.topics), msg.to_json(), data_class=msg.data_class)
+
     async def _respond(self, payload: bytes) -> None:
         assert self.uplink is not None
         await self.uplink.send_alarm(self.topics.read_response, payload, data_class=DataClass.ON_DEMAND)
@@ -223,4 +243,6 @@ class EdgeApp:
             out["acquisition"] = self.acquisition.stats.totals()
         if self.uplink is not None:
             out["uplink"] = self.uplink.snapshot()
+        if self.alarms is not None:
+            out["alarms"] = {"sent": self.alarms.sent, "failed": self.alarms.failed}
         return out
