@@ -97,7 +97,25 @@ _INT_STRUCTS = {tag: struct.Struct(fmt) for tag, (fmt, _, _, _) in _INT_FORMATS.
 _FIXED_OCTETS = {DataType.DATE_TIME: 12, DataType.DATE: 5, DataType.TIME: 4}
 _F32 = struct.Struct(">f")
 _F64 = struct.Struct(">d")
-_KNOWN_TAGS = frozenset(int(t) for t in DataType) - {DataType.COMPACT_ARRAY}
+# tag byte -> DataType member (None: unknown or unsupported); a list index is faster than
+# the enum constructor on the decoder's hot path.
+_TYPE_OF: list[DataType | None] = [None] * 256
+for _t in DataType:
+    if _t != DataType.COMPACT_ARRAY:
+        _TYPE_OF[_t] = _t
+_INT_BY_TAG: list[struct.Struct | None] = [None] * 256
+for _tag, _st in _INT_STRUCTS.items():
+    _INT_BY_TAG[_tag] = _st
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _make(t: DataType, value: Any) -> Data:
+    """Data without the frozen-dataclass __init__ (same result, less overhead)."""
+    d = _new(Data)
+    _set(d, "type", t)
+    _set(d, "value", value)
+    return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +270,7 @@ def _encode_into(data: Data, out: bytearray, depth: int) -> None:
     if t == DataType.BOOLEAN:
         if not isinstance(v, bool):
             raise EncodeError(f"boolean needs a bool, got {v!r}")
-        out.append(0xFF if v else 0x00)
+        out.append(0x01 if v else 0x00)  # any non-zero decodes as TRUE
         return
     if t == DataType.BIT_STRING:
         if not isinstance(v, str) or v.strip("01"):
@@ -320,7 +338,7 @@ def decode_data(buf: bytes) -> Data:
 
 def decode_data_at(buf: bytes, pos: int) -> tuple[Data, int]:
     """Decode one value starting at ``pos``; returns (value, position after it)."""
-    return _decode(bytes(buf), pos, 0)
+    return _decode(buf if type(buf) is bytes else bytes(buf), pos, 0)
 
 
 def _decode(buf: bytes, pos: int, depth: int) -> tuple[Data, int]:
@@ -329,9 +347,15 @@ def _decode(buf: bytes, pos: int, depth: int) -> tuple[Data, int]:
         raise DecodeError("truncated data: missing type tag", data=buf)
     tag = buf[pos]
     pos += 1
-    if tag not in _KNOWN_TAGS:
+    t = _TYPE_OF[tag]
+    if t is None:
         raise DecodeError(f"unknown or unsupported data type tag {tag}", data=buf)
-    t = DataType(tag)
+    st = _INT_BY_TAG[tag]
+    if st is not None:
+        end = pos + st.size
+        if end > n:
+            raise DecodeError(f"truncated {t.name}", data=buf)
+        return _make(t, st.unpack_from(buf, pos)[0]), end
     if t == DataType.NULL_DATA:
         return _NULL, pos
     if t == DataType.DONT_CARE:
@@ -346,13 +370,7 @@ def _decode(buf: bytes, pos: int, depth: int) -> tuple[Data, int]:
         for _ in range(count):
             item, pos = _decode(buf, pos, depth + 1)
             items.append(item)
-        return Data(t, tuple(items)), pos
-    st = _INT_STRUCTS.get(t)
-    if st is not None:
-        end = pos + st.size
-        if end > n:
-            raise DecodeError(f"truncated {t.name}", data=buf)
-        return Data(t, st.unpack_from(buf, pos)[0]), end
+        return _make(t, tuple(items)), pos
     if t == DataType.BOOLEAN:
         if pos >= n:
             raise DecodeError("truncated boolean", data=buf)
@@ -383,7 +401,7 @@ def _decode(buf: bytes, pos: int, depth: int) -> tuple[Data, int]:
         raise DecodeError(f"truncated {t.name}: {length} bytes announced", data=buf)
     raw = buf[pos:end]
     if t == DataType.OCTET_STRING:
-        return Data(t, raw), end
+        return _make(t, raw), end
     try:
         text = raw.decode("latin-1" if t == DataType.VISIBLE_STRING else "utf-8")
     except UnicodeDecodeError as exc:

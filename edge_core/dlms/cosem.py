@@ -50,7 +50,7 @@ class Unit(enum.IntEnum):
     CUBIC_METRE = 13
     CUBIC_METRE_PER_HOUR = 15
     WATT = 27
-    VOLT_AMPERE = 28  # apparent power (VA); note Blue Book: 28 = VA, 29 = var
+    VOLT_AMPERE = 28  # apparent power S (Blue Book: 28 = VA, 29 = var)
     VAR = 29
     WATT_HOUR = 30
     VOLT_AMPERE_HOUR = 31
@@ -128,8 +128,8 @@ class ScalerUnit:
     def apply(self, raw: int | float) -> float:
         """The physical value of a raw register value."""
         if self.scaler >= 0:
-            return float(raw * 10**self.scaler)
-        return raw / 10 ** (-self.scaler)
+            return float(raw) * float(10**self.scaler)
+        return float(raw) / float(10 ** (-self.scaler))
 
     @property
     def symbol(self) -> str:

@@ -1,0 +1,413 @@
+"""The client side of one DLMS/COSEM application association, sans-I/O.
+
+Theory of operation
+-------------------
+:class:`ClientConnection` turns intentions into request bytes (``associate``, ``get``,
+``get_with_list``, ``release``) and answer bytes into events (``receive_apdu``). It never
+touches a socket: a transport carries whole APDUs (wrapper or HDLC) and the caller loops
+"send what the connection produced, feed what came back".
+
+State lives in one place, the literal table ``_TRANSITIONS`` below: a (state, input) pair not
+in the table is a :class:`ProtocolError` (the caller asked for something the association
+cannot do now). One request is outstanding at a time; its invoke id (1..15, wrapping) must
+come back in the answer.
+
+Long answers arrive as GET-response-with-datablock. The connection keeps the raw-data of
+every block, answers each non-last block with a :class:`BlockReceived` event that carries the
+GET-next request to send, and decodes the concatenation once the last block is in. Because
+some meters send blocks although block transfer was not negotiated, and append bytes after
+the raw-data of the last block (FIELD-NOTES), blocks are accepted whatever was negotiated,
+only the raw-data length is trusted, and the last-block flag ends the transfer.
+
+Errors: an AARE other than accepted raises :class:`AssociationError` (state back to IDLE);
+exception-response and confirmed-service-error raise :class:`ServiceError` (the association
+stays usable); answers that do not fit the request raise :class:`ProtocolError`. Per-attribute
+data-access results are data, returned in :class:`GetResults` — :func:`check_result` turns
+one into :class:`DataAccessError` / :class:`UnknownObjectError` with the meter and OBIS.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from edge_core.dlms.apdu import (
+    AARE,
+    AARQ,
+    RLRE,
+    RLRQ,
+    AccessSelection,
+    AssociationResult,
+    AttributeDescriptor,
+    AuthMechanism,
+    ConfirmedServiceError,
+    Conformance,
+    DataAccessResult,
+    DataNotification,
+    ExceptionResponse,
+    GetRequestNext,
+    GetRequestNormal,
+    GetRequestWithList,
+    GetResponseNormal,
+    GetResponseWithDatablock,
+    GetResponseWithList,
+    GetResult,
+    InitiateRequest,
+    InitiateResponse,
+    decode_apdu,
+    decode_results,
+)
+from edge_core.dlms.axdr import Data, decode_data_at
+from edge_core.errors import (
+    AssociationError,
+    DataAccessError,
+    ProtocolError,
+    ServiceError,
+    UnknownObjectError,
+)
+
+__all__ = [
+    "DEFAULT_CONFORMANCE",
+    "AssociationAccepted",
+    "BlockReceived",
+    "ClientConnection",
+    "ClientEvent",
+    "ClientState",
+    "GetResults",
+    "NotificationReceived",
+    "ReleaseAccepted",
+    "check_result",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFORMANCE = (
+    Conformance.PRIORITY_MGMT
+    | Conformance.ATTRIBUTE0_WITH_GET
+    | Conformance.BLOCK_TRANSFER_WITH_GET
+    | Conformance.BLOCK_TRANSFER_WITH_SET
+    | Conformance.BLOCK_TRANSFER_WITH_ACTION
+    | Conformance.MULTIPLE_REFERENCES
+    | Conformance.GET
+    | Conformance.SET
+    | Conformance.SELECTIVE_ACCESS
+    | Conformance.EVENT_NOTIFICATION
+    | Conformance.ACTION
+)
+"""0x007E1F: what this client proposes (it uses GET, with-list, selective access, blocks)."""
+
+
+class ClientState(enum.Enum):
+    IDLE = "IDLE"
+    AWAITING_ASSOCIATION = "AWAITING_ASSOCIATION"
+    ASSOCIATED = "ASSOCIATED"
+    AWAITING_RESPONSE = "AWAITING_RESPONSE"
+    RELEASING = "RELEASING"
+
+
+class _Input(enum.Enum):
+    SEND_AARQ = "send AARQ"
+    AARE_ACCEPTED = "AARE accepted"
+    AARE_REJECTED = "AARE rejected"
+    SEND_GET = "send GET"
+    BLOCK = "datablock (more to come)"
+    RESPONSE = "complete GET response"
+    SERVICE_ERROR = "exception/confirmed-service-error"
+    SEND_RLRQ = "send RLRQ"
+    RLRE = "RLRE"
+    ABORT = "abort (link lost)"
+
+
+_S = ClientState
+_I = _Input
+# The whole state machine. Anything not listed is refused.
+_TRANSITIONS: dict[tuple[ClientState, _Input], ClientState] = {
+    (_S.IDLE, _I.SEND_AARQ): _S.AWAITING_ASSOCIATION,
+    (_S.AWAITING_ASSOCIATION, _I.AARE_ACCEPTED): _S.ASSOCIATED,
+    (_S.AWAITING_ASSOCIATION, _I.AARE_REJECTED): _S.IDLE,
+    (_S.AWAITING_ASSOCIATION, _I.SERVICE_ERROR): _S.IDLE,
+    (_S.ASSOCIATED, _I.SEND_GET): _S.AWAITING_RESPONSE,
+    (_S.AWAITING_RESPONSE, _I.BLOCK): _S.AWAITING_RESPONSE,
+    (_S.AWAITING_RESPONSE, _I.RESPONSE): _S.ASSOCIATED,
+    (_S.AWAITING_RESPONSE, _I.SERVICE_ERROR): _S.ASSOCIATED,
+    (_S.ASSOCIATED, _I.SEND_RLRQ): _S.RELEASING,
+    (_S.RELEASING, _I.RLRE): _S.IDLE,
+    (_S.RELEASING, _I.SERVICE_ERROR): _S.IDLE,
+    (_S.IDLE, _I.ABORT): _S.IDLE,
+    (_S.AWAITING_ASSOCIATION, _I.ABORT): _S.IDLE,
+    (_S.ASSOCIATED, _I.ABORT): _S.IDLE,
+    (_S.AWAITING_RESPONSE, _I.ABORT): _S.IDLE,
+    (_S.RELEASING, _I.ABORT): _S.IDLE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AssociationAccepted:
+    """The meter accepted: negotiated conformance, its max receive PDU size (bytes)."""
+
+    conformance: Conformance
+    server_max_pdu_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetResults:
+    """The complete answer to one GET: one result per requested attribute, in order."""
+
+    invoke_id: int
+    descriptors: tuple[AttributeDescriptor, ...]
+    results: tuple[GetResult, ...]
+    blocks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BlockReceived:
+    """A non-last datablock arrived; send ``next_request`` to get the following one."""
+
+    block_number: int
+    next_request: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseAccepted:
+    reason: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationReceived:
+    """A DataNotification (push) arrived; it does not change the association state."""
+
+    notification: DataNotification
+
+
+ClientEvent = (
+    AssociationAccepted | GetResults | BlockReceived | ReleaseAccepted | NotificationReceived
+)
+
+
+def check_result(result: GetResult, descriptor: AttributeDescriptor, meter: str = "") -> Data:
+    """The data of a result, or the typed error its data-access-result stands for."""
+    if isinstance(result, Data):
+        return result
+    code = int(result)
+    obis = str(descriptor.obis)
+    if code == DataAccessResult.OBJECT_UNDEFINED:
+        raise UnknownObjectError(
+            f"unknown object: the meter has no {obis} "
+            f"(class {descriptor.class_id}, attribute {descriptor.attribute})",
+            meter=meter,
+            obis=obis,
+            code=code,
+        )
+    name = (
+        DataAccessResult(code).name.lower() if code in DataAccessResult._value2member_map_ else code
+    )
+    raise DataAccessError(
+        f"data-access-result {name} for attribute {descriptor.attribute}",
+        meter=meter,
+        obis=obis,
+        code=code,
+    )
+
+
+class ClientConnection:
+    """One association from the client side. See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        *,
+        max_pdu_size: int = 0xFFFF,
+        conformance: Conformance = DEFAULT_CONFORMANCE,
+        password: bytes | None = None,
+        meter: str = "",
+    ) -> None:
+        self.state = ClientState.IDLE
+        self.meter = meter
+        self.max_pdu_size = max_pdu_size
+        self.proposed_conformance = conformance
+        self.password = password
+        self.conformance = Conformance(0)
+        self.server_max_pdu_size = 0
+        self._invoke_id = 0
+        self._pending: tuple[AttributeDescriptor, ...] = ()
+        self._with_list = False
+        self._blocks: list[bytes] = []
+        self._last_block = 0
+
+    # ------------------------------------------------------------------ transitions
+
+    def _move(self, what: _Input) -> None:
+        nxt = _TRANSITIONS.get((self.state, what))
+        if nxt is None:
+            raise ProtocolError(f"{what.value} is not possible in state {self.state.value}")
+        logger.debug("association %s: %s -> %s", self.meter, self.state.value, nxt.value)
+        self.state = nxt
+
+    def abort(self) -> None:
+        """Forget the association (the link was lost or reset)."""
+        self._move(_I.ABORT)
+        self._reset_request()
+
+    def _reset_request(self) -> None:
+        self._pending = ()
+        self._blocks = []
+        self._last_block = 0
+
+    def _next_invoke_id(self) -> int:
+        self._invoke_id = self._invoke_id % 15 + 1
+        return self._invoke_id
+
+    # ------------------------------------------------------------------ requests
+
+    def associate(self) -> bytes:
+        """The AARQ; with a password, low-level security (mechanism 1)."""
+        self._move(_I.SEND_AARQ)
+        initiate = InitiateRequest(self.proposed_conformance, self.max_pdu_size)
+        if self.password is None:
+            return AARQ(initiate).to_bytes()
+        return AARQ(
+            initiate, mechanism=AuthMechanism.LOW, authentication_value=self.password
+        ).to_bytes()
+
+    def get(self, descriptor: AttributeDescriptor, access: AccessSelection | None = None) -> bytes:
+        """GET-request-normal for one attribute (optionally with selective access)."""
+        self._move(_I.SEND_GET)
+        self._reset_request()
+        self._pending = (descriptor,)
+        self._with_list = False
+        return GetRequestNormal(descriptor, access, self._next_invoke_id()).to_bytes()
+
+    def get_with_list(
+        self, items: list[tuple[AttributeDescriptor, AccessSelection | None]]
+    ) -> bytes:
+        """GET-request-with-list; the caller keeps it within ``server_max_pdu_size``."""
+        if not items:
+            raise ProtocolError("GET with-list needs at least one attribute")
+        self._move(_I.SEND_GET)
+        self._reset_request()
+        self._pending = tuple(d for d, _ in items)
+        self._with_list = True
+        return GetRequestWithList(tuple(items), self._next_invoke_id()).to_bytes()
+
+    def release(self) -> bytes:
+        self._move(_I.SEND_RLRQ)
+        return RLRQ(0).to_bytes()
+
+    # ------------------------------------------------------------------ answers
+
+    def receive_apdu(self, raw: bytes) -> ClientEvent:
+        """Consume one complete APDU; returns its event or raises (see the module docstring)."""
+        apdu = decode_apdu(raw)
+        if isinstance(apdu, DataNotification):
+            return NotificationReceived(apdu)
+        if isinstance(apdu, ExceptionResponse | ConfirmedServiceError):
+            self._move(_I.SERVICE_ERROR)
+            self._reset_request()
+            if isinstance(apdu, ExceptionResponse):
+                raise ServiceError(
+                    f"exception-response: state-error {apdu.state_error}, "
+                    f"service-error {apdu.service_error}",
+                    meter=self.meter,
+                    code=apdu.service_error,
+                )
+            raise ServiceError(
+                f"confirmed-service-error: service {apdu.service}, "
+                f"class {apdu.error_class}, code {apdu.code}",
+                meter=self.meter,
+                code=apdu.code,
+            )
+        if isinstance(apdu, AARE):
+            return self._on_aare(apdu)
+        if isinstance(apdu, RLRE):
+            self._move(_I.RLRE)
+            return ReleaseAccepted(apdu.reason)
+        if isinstance(apdu, GetResponseNormal | GetResponseWithList | GetResponseWithDatablock):
+            if self.state != ClientState.AWAITING_RESPONSE:
+                raise ProtocolError(f"GET response in state {self.state.value}", data=raw)
+            if apdu.invoke_id != self._invoke_id:
+                raise ProtocolError(
+                    f"GET response invoke id {apdu.invoke_id}, expected {self._invoke_id}",
+                    data=raw,
+                )
+            if isinstance(apdu, GetResponseWithDatablock):
+                return self._on_block(apdu)
+            if isinstance(apdu, GetResponseNormal):
+                if self._with_list:
+                    raise ProtocolError("normal GET response to a with-list request", data=raw)
+                return self._finish((apdu.result,), 0)
+            if not self._with_list:
+                raise ProtocolError("with-list GET response to a normal request", data=raw)
+            return self._finish(apdu.results, 0)
+        raise ProtocolError(f"unexpected {type(apdu).__name__} from the meter", data=raw)
+
+    def _on_aare(self, aare: AARE) -> AssociationAccepted:
+        if self.state != ClientState.AWAITING_ASSOCIATION:
+            raise ProtocolError(f"AARE in state {self.state.value}")
+        info = aare.user_information
+        if aare.result != AssociationResult.ACCEPTED or not isinstance(info, InitiateResponse):
+            self._move(_I.AARE_REJECTED)
+            detail = (
+                f"; initiate error class {info.error_class} code {info.code}"
+                if isinstance(info, ConfirmedServiceError)
+                else ""
+            )
+            raise AssociationError(
+                f"association rejected: result {aare.result}, diagnostic {aare.diagnostic}{detail}",
+                meter=self.meter,
+                code=aare.diagnostic,
+            )
+        self._move(_I.AARE_ACCEPTED)
+        self.conformance = info.conformance
+        self.server_max_pdu_size = info.max_receive_pdu_size
+        return AssociationAccepted(info.conformance, info.max_receive_pdu_size)
+
+    def _on_block(self, block: GetResponseWithDatablock) -> ClientEvent:
+        if block.trailing:
+            logger.info(
+                "meter %s: %d bytes after the raw-data of block %d ignored",
+                self.meter,
+                block.trailing,
+                block.block_number,
+            )
+        if not isinstance(block.raw_data, bytes):
+            # The meter aborted the long GET: every requested attribute failed with that code.
+            return self._finish((block.raw_data,) * len(self._pending), len(self._blocks) + 1)
+        if self._blocks and block.block_number != self._last_block + 1:
+            self._move(_I.SERVICE_ERROR)
+            self._reset_request()
+            raise ProtocolError(f"datablock {block.block_number} after block {self._last_block}")
+        self._blocks.append(block.raw_data)
+        self._last_block = block.block_number
+        if not block.last_block:
+            self._move(_I.BLOCK)
+            request = GetRequestNext(block.block_number, self._invoke_id).to_bytes()
+            return BlockReceived(block.block_number, request)
+        raw = b"".join(self._blocks)
+        count = len(self._blocks)
+        try:
+            if self._with_list:
+                results = decode_results(raw)
+            else:
+                data, end = decode_data_at(raw, 0)
+                if end != len(raw):
+                    logger.info(
+                        "meter %s: %d bytes after the reassembled data ignored",
+                        self.meter,
+                        len(raw) - end,
+                    )
+                results = (data,)
+        except ProtocolError:
+            self._move(_I.RESPONSE)
+            self._reset_request()
+            raise
+        return self._finish(results, count)
+
+    def _finish(self, results: tuple[GetResult, ...], blocks: int) -> GetResults:
+        pending = self._pending
+        if len(results) != len(pending):
+            self._move(_I.RESPONSE)
+            self._reset_request()
+            raise ProtocolError(f"{len(results)} results for {len(pending)} requested attributes")
+        self._move(_I.RESPONSE)
+        self._reset_request()
+        return GetResults(self._invoke_id, pending, tuple(results), blocks)

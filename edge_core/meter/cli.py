@@ -1,0 +1,92 @@
+"""``ami-edge read``: read one meter (clock, registers, optionally a load-profile range).
+
+Errors travel up to :func:`edge_core.cli.main`, which prints one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from edge_core.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "read",
+        help="read a meter",
+        description="Associate with one meter, read its clock, registers and load profile.",
+    )
+    p.add_argument("--url", required=True, help="tcp://HOST:PORT")
+    p.add_argument("--transport", choices=("wrapper", "hdlc"), default="wrapper")
+    p.add_argument("--client", type=int, default=16, help="client SAP / wPort (default 16)")
+    p.add_argument("--server", type=int, default=1, help="server SAP / wPort (default 1)")
+    p.add_argument("--obis", nargs="+", help="registers to read (default: the energy registers)")
+    p.add_argument("--load-profile", action="store_true", help="also read 1.0.99.1.0.255")
+    p.add_argument("--from", dest="start", help="profile range start, ISO-8601 (default now-24h)")
+    p.add_argument("--to", dest="end", help="profile range end, ISO-8601 (default now)")
+    p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in s")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_read)
+
+
+def _when(text: str, name: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ConfigError(f"not an ISO-8601 date-time: {text!r}", path=name) from exc
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _read(args: argparse.Namespace) -> int:
+    from edge_core.dlms.obis import Obis  # noqa: PLC0415 - CLI imports lazily (cli.py rule)
+    from edge_core.meter.reader import read_meter  # noqa: PLC0415
+
+    obis = None
+    if args.obis:
+        try:
+            obis = [Obis.parse(o) for o in args.obis]
+        except ValueError as exc:
+            raise ConfigError(str(exc), path="obis") from exc
+    span = None
+    if args.load_profile:
+        end = _when(args.end, "to") if args.end else datetime.now(UTC)
+        start = _when(args.start, "from") if args.start else end - timedelta(hours=24)
+        if start > end:
+            raise ConfigError("--from is after --to", path="from")
+        span = (start, end)
+    elif args.start or args.end:
+        raise ConfigError("--from/--to need --load-profile", path="from")
+    result = asyncio.run(
+        read_meter(
+            args.url,
+            client=args.client,
+            server=args.server,
+            obis=obis,
+            load_profile=span,
+            transport=args.transport,
+            timeout=args.timeout,
+        )
+    )
+    doc = result.to_json()
+    if args.json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return 0
+    out = [f"clock  {doc['clock']}"]
+    for r in doc["registers"]:
+        out.append(f"{r['obis']:<16} {r['value']:>16} {r['unit']}")
+    if "load_profile" in doc:
+        lp = doc["load_profile"]
+        out.append(f"{lp['obis']}  period {lp['capture_period_s']} s  {len(lp['rows'])} rows")
+        out.append("  ".join(c["obis"] for c in lp["columns"]))
+        out.extend("  ".join(str(v) for v in row) for row in lp["rows"])
+    w = doc["wire"]
+    out.append(f"wire: {w['bytes_tx']} B tx, {w['bytes_rx']} B rx, {w['round_trips']} round trips")
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
