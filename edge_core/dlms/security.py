@@ -403,7 +403,11 @@ def decrypt(
     try:
         iv = make_iv(system_title, invocation_counter)
         ek = _check_key(encryption_key, "encryption key")
-        ak = _check_key(authentication_key, "authentication key") if authentication_key else None
+        ak = (
+            None
+            if authentication_key is None
+            else _check_key(authentication_key, "authentication key")
+        )
     except EncodeError as exc:
         raise DecodeError(str(exc)) from exc
     if not sc.authenticated:
@@ -801,7 +805,7 @@ class _Counters:
     stop: int = 0
 
 
-@dataclass(slots=True, repr=False)
+@dataclass(slots=True, repr=False, eq=False)
 class SecurityContext:
     """One association's suite-0 state (see the module's theory of operation).
 
@@ -819,7 +823,7 @@ class SecurityContext:
     last_peer_counter: int | None = None
     policy: SecurityControl = AUTHENTICATED_ENCRYPTED
     general_glo: bool = False
-    _counters: _Counters = field(default_factory=_Counters)
+    _counters: _Counters = field(default_factory=_Counters, init=False)
 
     def __post_init__(self) -> None:
         _check_title(self.system_title)
