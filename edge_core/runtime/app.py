@@ -10,6 +10,10 @@ Theory of operation
   re-sends (same batch id) rather than loses.
 * The component reports RUNNING only once the spool is open and acquisition has started.
 * Before a component update the gate defers while a meter transaction or an alarm is in flight.
+* Analytics runs in another process (a crash there loses and stalls no reads): every stored set
+  of readings is offered to it on the local topic ``ami/local/{thing}/readings`` (batch format,
+  fire and forget), and its anomaly events come back on ``ami/local/{thing}/anomaly``; they are
+  spooled like any other message and published on ``dt/ami/{thing}/anomaly``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from edge_core.dlms.obis import Obis
 from edge_core.meter import read_meter
 from edge_core.model import DataClass, Reading, Topics
 from edge_core.alarms import AlarmMessage
+from edge_core.batch import encode_split
+from edge_core.errors import AmiError
 from edge_core.runtime.acquisition import Acquisition
 from edge_core.runtime.alarm_service import AlarmService
 from edge_core.runtime.commands import CommandHandler, ReadRequest
@@ -71,6 +77,9 @@ class EdgeApp:
         self.alarms: AlarmService | None = None
         self.commands = CommandHandler(config, self._on_demand_read, self._respond, self._now_iso)
         self._uplink_task: asyncio.Task[None] | None = None
+        self.local_offer_failures = 0
+        self.bad_local_messages = 0
+        self.anomalies_spooled = 0
         self._subs: list[Subscription] = []
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -103,6 +112,7 @@ class EdgeApp:
         self.acquisition = self._new_acquisition(self.config)
         await self.acquisition.start()
         self._subs.append(await self.bus.subscribe(self.topics.read_request, self._on_command))
+        self._subs.append(await self.bus.subscribe_local(self.topics.local_anomaly, self._on_anomaly))
         if self._report_running:  # a component shell reports for itself
             self.bus.set_config_validator(self.validate_config)
             self.bus.set_update_gate(self.update_gate)
@@ -187,7 +197,39 @@ class EdgeApp:
         result = await self.worker.call(self.spool.put, list(readings))
         if self.uplink is not None:
             self.uplink.notify()
+        await self._offer_to_analytics(readings)
         return result
+
+    async def _offer_to_analytics(self, readings: Sequence[Reading]) -> None:
+        """Hand stored readings to the analytics component; its absence costs nothing."""
+        by_class: dict[DataClass, list[Reading]] = {}
+        for r in readings:
+            by_class.setdefault(r.data_class, []).append(r)
+        try:
+            for dc, rows in by_class.items():
+                for _batch, payload in encode_split(rows, thing=self.config.thing_name, data_class=dc):
+                    await self.bus.publish_local(self.topics.local_readings, payload)
+        except AmiError as exc:
+            self.local_offer_failures += 1
+            log.debug("readings not offered to analytics: %s", exc)
+
+    MAX_ANOMALY_EVENT_BYTES = 4096
+
+    async def _on_anomaly(self, _topic: str, payload: bytes) -> None:
+        """Spool an anomaly event from analytics for upload (bulk lane, daily priority)."""
+        if not payload or len(payload) > self.MAX_ANOMALY_EVENT_BYTES or payload[:1] != b"{":
+            self.bad_local_messages += 1
+            log.warning("anomaly event refused (%d bytes, not a JSON object)", len(payload))
+            return
+        assert self.worker is not None and self.spool is not None
+        try:
+            await self.worker.call(self.spool.put_message, DataClass.DAILY, self.topics.anomaly, payload)
+        except AmiError as exc:
+            log.error("anomaly event not spooled: %s", exc)
+            return
+        self.anomalies_spooled += 1
+        if self.uplink is not None:
+            self.uplink.notify()
 
     async def _last_capture(self, meter: str, obis: str, data_class: DataClass) -> int | None:
         assert self.worker is not None and self.spool is not None
@@ -245,4 +287,9 @@ class EdgeApp:
             out["uplink"] = self.uplink.snapshot()
         if self.alarms is not None:
             out["alarms"] = {"sent": self.alarms.sent, "failed": self.alarms.failed}
+        out["analytics"] = {
+            "anomalies_spooled": self.anomalies_spooled,
+            "offer_failures": self.local_offer_failures,
+            "bad_local_messages": self.bad_local_messages,
+        }
         return out
