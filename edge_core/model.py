@@ -109,16 +109,17 @@ class Topics:
     def alarm_power(self) -> str:
         return f"alarm/{self.prefix}/{self.thing}/power"
 
-    # Local (on-device) topics between components; never leave the concentrator.
+    # Local (on-device) topics between components; they never leave the concentrator, so
+    # they carry no thing name.
     @property
     def local_readings(self) -> str:
         """Concentrator -> analytics: each stored set of readings as a batch (batch format)."""
-        return f"{self.prefix}/local/{self.thing}/readings"
+        return f"{self.prefix}/local/readings"
 
     @property
     def local_anomaly(self) -> str:
         """Analytics -> concentrator: anomaly events (JSON) to spool and publish."""
-        return f"{self.prefix}/local/{self.thing}/anomaly"
+        return f"{self.prefix}/local/anomaly"
 
     @property
     def read_request(self) -> str:

@@ -66,7 +66,9 @@ class MqttSettings:
         if self.tls and not (self.cert_path and self.key_path):
             raise ConfigError("mqtts needs cert_path and key_path", path="cert_path")
         if not 1 <= self.reconnect_min_s <= self.reconnect_max_s:
-            raise ConfigError("need 1 <= reconnect_min_s <= reconnect_max_s", path="reconnect_min_s")
+            raise ConfigError(
+                "need 1 <= reconnect_min_s <= reconnect_max_s", path="reconnect_min_s"
+            )
         if self.keep_alive_s <= self.ping_timeout_s:
             raise ConfigError("keep_alive_s must exceed ping_timeout_s", path="keep_alive_s")
         for name in (
@@ -98,7 +100,8 @@ class MqttSettings:
             raise ConfigError(f"bad port in {url!r}", path="url") from exc
         if parts.path not in ("", "/") or parts.query:
             raise ConfigError(f"unexpected path or query in {url!r}", path="url")
-        return cls.from_mapping({"host": parts.hostname or "", "port": port, "tls": tls, **overrides})
+        base = {"host": parts.hostname or "", "port": port, "tls": tls}
+        return cls.from_mapping({**base, **overrides})
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> MqttSettings:
@@ -119,6 +122,17 @@ class MqttSettings:
             if required not in kwargs:
                 raise ConfigError("missing", path=required)
         return cls(**kwargs)
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> MqttSettings:
+        """From :class:`edge_core.config.MqttConfig` (url, client_id, ca/cert/key files)."""
+        extra: dict[str, Any] = {
+            "client_id": config.client_id or None,
+            "ca_path": config.ca_file or None,
+            "cert_path": config.cert_file or None,
+            "key_path": config.key_file or None,
+        }
+        return cls.from_url(config.url, **{**extra, **overrides})
 
     def to_mapping(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -11,8 +11,8 @@ Theory of operation
 * The component reports RUNNING only once the spool is open and acquisition has started.
 * Before a component update the gate defers while a meter transaction or an alarm is in flight.
 * Analytics runs in another process (a crash there loses and stalls no reads): every stored set
-  of readings is offered to it on the local topic ``ami/local/{thing}/readings`` (batch format,
-  fire and forget), and its anomaly events come back on ``ami/local/{thing}/anomaly``; they are
+  of readings is offered to it on the local topic ``ami/local/readings`` (batch format,
+  fire and forget), and its anomaly events come back on ``ami/local/anomaly``; they are
   spooled like any other message and published on ``dt/ami/{thing}/anomaly``.
 """
 
