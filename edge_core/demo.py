@@ -23,6 +23,7 @@ import logging
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -261,7 +262,11 @@ async def _verify(api_url: str, sim: Any, start: datetime, end: datetime) -> tup
     mismatches: list[str] = []
     q = f"?from={quote(start.isoformat())}&to={quote(end.isoformat())}&channel=1.0.1.8.0.255"
     for mid, port in zip(sim.meter_ids, sim.ports, strict=True):
-        doc = await asyncio.to_thread(_api_get, api_url, f"/v1/meters/{mid}/intervals{q}")
+        try:
+            doc = await asyncio.to_thread(_api_get, api_url, f"/v1/meters/{mid}/intervals{q}")
+        except urllib.error.HTTPError as exc:
+            mismatches.append(f"{mid}: the API answered {exc.code}")
+            continue
         served = {int(r["epoch"]): float(r["value"]) for r in doc.get("rows", [])}
         total += len(served)
         if not served:
