@@ -45,7 +45,9 @@ class LocalBroker:
     def __init__(self, port: int | None = None, workdir: str | Path | None = None) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
-        self._tmp = tempfile.TemporaryDirectory(prefix="ami-mosquitto-") if workdir is None else None
+        self._tmp = (
+            tempfile.TemporaryDirectory(prefix="ami-mosquitto-") if workdir is None else None
+        )
         self.workdir = Path(workdir) if workdir is not None else Path(self._tmp.name)  # type: ignore[union-attr]
         self.proc: subprocess.Popen[bytes] | None = None
 

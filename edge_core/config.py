@@ -53,7 +53,9 @@ class _Reader:
     def _p(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
-    def get(self, key: str, kind: type[T], default: T | None = None, *, required: bool = False) -> T:
+    def get(
+        self, key: str, kind: type[T], default: T | None = None, *, required: bool = False
+    ) -> T:
         self.seen.add(key)
         if key not in self.data or self.data[key] is None:
             if required or default is None:
@@ -139,7 +141,9 @@ class AuthSettings:
             raise ConfigError("low-level security needs password_secret", path=r.path)
         if level == "hls-gmac":
             if not (out.auth_key_secret and out.cipher_key_secret):
-                raise ConfigError("hls-gmac needs auth_key_secret and cipher_key_secret", path=r.path)
+                raise ConfigError(
+                    "hls-gmac needs auth_key_secret and cipher_key_secret", path=r.path
+                )
             if not re.fullmatch(r"[0-9A-Fa-f]{16}", out.system_title):
                 raise ConfigError("system_title must be 16 hex digits", path=r._p("system_title"))
         return out
@@ -202,7 +206,9 @@ class MeterConfig:
 class ScheduleSettings:
     """When to read. Meter time is what the meter's clock says."""
 
-    profile_read_s: int = 900  # how often the load profile is read (by range, since the last capture)
+    profile_read_s: int = (
+        900  # how often the load profile is read (by range, since the last capture)
+    )
     jitter_s: float = 30.0  # random delay added to each read so a fleet does not read in lockstep
     daily_after_s: int = 300  # the daily/midnight read runs this long after 00:00 meter time
     clock_check_s: int = 86400  # how often the meter clock is compared with the DCU's
@@ -238,7 +244,10 @@ class SpoolSettings:
 
     @classmethod
     def from_reader(cls, r: _Reader) -> SpoolSettings:
-        out = cls(path=r.get("path", str, "/var/lib/ami-edge/spool.db"), quota_mb=r.get("quota_mb", int, 512))
+        out = cls(
+            path=r.get("path", str, "/var/lib/ami-edge/spool.db"),
+            quota_mb=r.get("quota_mb", int, 512),
+        )
         _range(out.quota_mb, 1, 1 << 20, r._p("quota_mb"))
         r.done()
         return out

@@ -78,7 +78,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="real seconds the simulated days should take (sets the clock speed; default 60)",
     )
     p.add_argument("--seed", type=int, default=7, help="fleet seed (default 7)")
-    p.add_argument("--data-dir", help="where the spool and the local cloud store live (default: a temp dir)")
+    p.add_argument(
+        "--data-dir", help="where the spool and the local cloud store live (default: a temp dir)"
+    )
     p.add_argument("--http-port", type=int, default=0, help="REST API port (default: a free one)")
     p.add_argument("--serve", action="store_true", help="keep the API running after the summary")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -145,7 +147,9 @@ async def run_demo(
     sim = cloud = bus = app = None
     try:
         sim = await serve_meters(meters, "127.0.0.1", 0, seed, history_start, clock.now_dt)
-        cloud = await run_local_stack("127.0.0.1", broker.port, data_dir / "cloud", http_port, API_KEY)
+        cloud = await run_local_stack(
+            "127.0.0.1", broker.port, data_dir / "cloud", http_port, API_KEY
+        )
         config = EdgeConfig.from_mapping(
             {
                 "thing_name": "dcu-demo-0001",
@@ -200,7 +204,10 @@ async def run_demo(
         )
         if serve:
             _print_summary(result)
-            print(f"serving the API at {cloud.api_url} (x-api-key: {API_KEY}); Ctrl-C stops", flush=True)
+            print(
+                f"serving the API at {cloud.api_url} (x-api-key: {API_KEY}); Ctrl-C stops",
+                flush=True,
+            )
             try:
                 while True:
                     await asyncio.sleep(3600)
@@ -250,7 +257,9 @@ def _api_get(base: str, path: str) -> Any:
         return json.load(resp)
 
 
-async def _verify(api_url: str, sim: Any, start: datetime, end: datetime) -> tuple[int, list[str], int]:
+async def _verify(
+    api_url: str, sim: Any, start: datetime, end: datetime
+) -> tuple[int, list[str], int]:
     """For every meter, compare what the REST API serves with what the meter itself answers
     over DLMS for the same range (+A, scaled, CT x PT = 1 in the demo registry)."""
     from urllib.parse import quote

@@ -12,6 +12,8 @@ import pytest
 from edge_core.broker import LocalBroker, free_port
 from edge_core.errors import BusUnavailableError
 
+__all__ = ["ROOT", "SHARED", "Broker", "free_port"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("AMI_SHARED_DIR", ROOT.parent / "shared"))
 

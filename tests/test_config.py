@@ -40,8 +40,14 @@ def test_good_config_parses_with_types() -> None:
         ({"bogus": 1}, "<root>"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"meters": [{"id": "A", "url": "http://x"}]}, "meters[0].url"),
-        ({"meters": [{"id": "A", "url": "serial:///dev/x", "transport": "wrapper"}]}, "meters[0].transport"),
-        ({"meters": [{"id": "A", "url": "tcp://h:1"}, {"id": "A", "url": "tcp://h:2"}]}, "meters[1].id"),
+        (
+            {"meters": [{"id": "A", "url": "serial:///dev/x", "transport": "wrapper"}]},
+            "meters[0].transport",
+        ),
+        (
+            {"meters": [{"id": "A", "url": "tcp://h:1"}, {"id": "A", "url": "tcp://h:2"}]},
+            "meters[1].id",
+        ),
         ({"meters": [{"id": "A", "url": "tcp://h:1", "client": 300}]}, "meters[0].client"),
         ({"meters": [{"id": "A", "url": "tcp://h:1", "auth": {"level": "low"}}]}, "meters[0].auth"),
         ({"meters": [{"id": "A", "url": "tcp://h:1", "timeout_s": "soon"}]}, "meters[0].timeout_s"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -62,8 +63,6 @@ def _get(url: str) -> tuple[int, object]:
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    import socket
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -85,19 +84,46 @@ def stack(broker: Broker, tmp_path: Path) -> Iterator[dict[str, object]]:
     start = (datetime.now(timezone.utc) - timedelta(days=2)).date().isoformat()
     procs = []
     sim_log, cloud_log, edge_log = (tmp_path / n for n in ("sim.log", "cloud.log", "edge.log"))
-    procs.append(_spawn(_cli("simulate", "--meters", str(METERS), "--port", str(sim_port), "--seed", "11", "--start", start), sim_log))
+    procs.append(
+        _spawn(
+            _cli(
+                "simulate",
+                "--meters",
+                str(METERS),
+                "--port",
+                str(sim_port),
+                "--seed",
+                "11",
+                "--start",
+                start,
+            ),
+            sim_log,
+        )
+    )
     _wait_port(sim_port + METERS - 1, procs[-1], sim_log)
     procs.append(
         _spawn(
-            _cli("cloud", "serve", "--broker", broker.url, "--data-dir", str(tmp_path / "cloud"),
-                 "--http-port", str(http_port), "--api-key", API_KEY),
+            _cli(
+                "cloud",
+                "serve",
+                "--broker",
+                broker.url,
+                "--data-dir",
+                str(tmp_path / "cloud"),
+                "--http-port",
+                str(http_port),
+                "--api-key",
+                API_KEY,
+            ),
             cloud_log,
         )
     )
     _wait_port(http_port, procs[-1], cloud_log)
     config = {
         "thing_name": "dcu-e2e-1",
-        "meters": [{"id": f"E2E{i}", "url": f"tcp://127.0.0.1:{sim_port + i}"} for i in range(METERS)],
+        "meters": [
+            {"id": f"E2E{i}", "url": f"tcp://127.0.0.1:{sim_port + i}"} for i in range(METERS)
+        ],
         "schedule": {"profile_read_s": 900, "jitter_s": 0},
         "spool": {"path": str(tmp_path / "edge" / "spool.db")},
         "uplink": {"max_batch_age_s": 1},
@@ -118,17 +144,28 @@ def stack(broker: Broker, tmp_path: Path) -> Iterator[dict[str, object]]:
 
 
 def _port_busy(port: int) -> bool:
-    import socket
-
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _read_cli(port: int, start: datetime, end: datetime) -> dict:
     out = subprocess.run(
-        _cli("read", "--url", f"tcp://127.0.0.1:{port}", "--json", "--load-profile",
-             "--from", start.isoformat(), "--to", end.isoformat()),
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        _cli(
+            "read",
+            "--url",
+            f"tcp://127.0.0.1:{port}",
+            "--json",
+            "--load-profile",
+            "--from",
+            start.isoformat(),
+            "--to",
+            end.isoformat(),
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -145,13 +182,17 @@ def test_a_day_of_load_profile_travels_from_meter_to_rest_api(stack: dict) -> No
         served = {}
         for i in range(METERS):
             status, doc = _get(f"{api}/v1/meters/E2E{i}/intervals{q}")
-            served[f"E2E{i}"] = {r["epoch"]: r["value"] for r in doc["rows"]} if status == 200 else {}
+            served[f"E2E{i}"] = (
+                {r["epoch"]: r["value"] for r in doc["rows"]} if status == 200 else {}
+            )
         if all(len(v) >= 92 for v in served.values()):
             break
         time.sleep(0.5)
     else:
         logs = "\n".join(p.read_text()[-2000:] for p in stack["logs"])
-        raise AssertionError(f"cloud never had the day: { {k: len(v) for k, v in served.items()} }\n{logs}")
+        raise AssertionError(
+            f"cloud never had the day: { {k: len(v) for k, v in served.items()} }\n{logs}"
+        )
 
     for i in range(METERS):
         witness = _read_cli(stack["sim_port"] + i, start, end)
@@ -173,6 +214,7 @@ def test_a_day_of_load_profile_travels_from_meter_to_rest_api(stack: dict) -> No
 
     # The latest-read endpoint agrees with the newest interval, and bad calls are typed 4xx.
     status, latest = _get(f"{api}/v1/meters/E2E0/latest")
-    assert status == 200 and "1.0.1.8.0.255" in latest["channels"]
+    assert status == 200
+    assert "1.0.1.8.0.255" in latest["channels"]
     assert _get(f"{api}/v1/meters/NOPE/latest")[0] == 404
     assert _get(f"{api}/v1/meters/E2E0/intervals?from=yesterday&to=now")[0] == 400

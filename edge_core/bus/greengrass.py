@@ -497,7 +497,7 @@ class GreengrassBus:
                 topic = msg.context.topic if msg.context else stream.topic
                 self._dispatch(stream, topic or stream.topic, msg.message or b"")
             elif event.json_message is not None:
-                import json  # noqa: PLC0415 - rare path: JSON published by another component
+                import json
 
                 msg = event.json_message
                 topic = msg.context.topic if msg.context else stream.topic

@@ -23,13 +23,14 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from edge_core.clock import Clock
 from edge_core.config import EdgeConfig, MeterConfig
 from edge_core.errors import AmiError, MeterError, ProtocolError, TransportError
 from edge_core.model import DataClass, Reading
 
-__all__ = ["Acquisition", "AcquisitionStats", "LOAD_PROFILE", "DAILY_PROFILE", "HIGH_WATER_OBIS"]
+__all__ = ["DAILY_PROFILE", "HIGH_WATER_OBIS", "LOAD_PROFILE", "Acquisition", "AcquisitionStats"]
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +146,13 @@ class Acquisition:
             async with self._slot(meter):
                 self._in_flight += 1
                 try:
-                    stored += await self._read_profile_range(meter, LOAD_PROFILE, DataClass.INTERVAL)
+                    stored += await self._read_profile_range(
+                        meter, LOAD_PROFILE, DataClass.INTERVAL
+                    )
                     if self._daily_due(meter, state):
-                        stored += await self._read_profile_range(meter, DAILY_PROFILE, DataClass.DAILY)
+                        stored += await self._read_profile_range(
+                            meter, DAILY_PROFILE, DataClass.DAILY
+                        )
                         state.last_daily_day = self._meter_day()
                 finally:
                     self._in_flight -= 1
@@ -155,7 +160,9 @@ class Acquisition:
             state.failures += 1
             state.consecutive_failures += 1
             state.last_error = str(exc)
-            log.warning("meter %s: read failed (%d in a row): %s", meter.id, state.consecutive_failures, exc)
+            log.warning(
+                "meter %s: read failed (%d in a row): %s", meter.id, state.consecutive_failures, exc
+            )
             if self._on_comm:
                 self._on_comm(meter.id, False, state.consecutive_failures)
             return 0
@@ -171,14 +178,10 @@ class Acquisition:
         return stored
 
     def _meter_day(self) -> str:
-        from zoneinfo import ZoneInfo
-
         local = self.clock.now_dt().astimezone(ZoneInfo(self.config.timezone))
         return local.date().isoformat()
 
     def _daily_due(self, meter: MeterConfig, state: MeterState) -> bool:
-        from zoneinfo import ZoneInfo
-
         local = self.clock.now_dt().astimezone(ZoneInfo(self.config.timezone))
         since_midnight = local.hour * 3600 + local.minute * 60 + local.second
         return (
@@ -186,7 +189,9 @@ class Acquisition:
             and since_midnight >= self.config.schedule.daily_after_s
         )
 
-    async def _read_profile_range(self, meter: MeterConfig, obis: str, data_class: DataClass) -> int:
+    async def _read_profile_range(
+        self, meter: MeterConfig, obis: str, data_class: DataClass
+    ) -> int:
         now = self.clock.now_dt()
         last = await self._last_capture(meter.id, HIGH_WATER_OBIS, data_class)
         oldest = now - timedelta(days=self.config.schedule.backfill_max_days)

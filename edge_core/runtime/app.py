@@ -25,15 +25,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from edge_core.alarms import AlarmMessage
+from edge_core.batch import encode_split
 from edge_core.bus.base import Bus, Subscription
 from edge_core.clock import Clock, SystemClock
 from edge_core.config import EdgeConfig, MeterConfig
 from edge_core.dlms.obis import Obis
+from edge_core.errors import AmiError, PublishError, SpoolError
 from edge_core.meter import read_meter
 from edge_core.model import DataClass, Reading, Topics
-from edge_core.alarms import AlarmMessage
-from edge_core.batch import encode_split
-from edge_core.errors import AmiError
 from edge_core.runtime.acquisition import Acquisition
 from edge_core.runtime.alarm_service import AlarmService
 from edge_core.runtime.commands import CommandHandler, ReadRequest
@@ -112,12 +112,18 @@ class EdgeApp:
         self.acquisition = self._new_acquisition(self.config)
         await self.acquisition.start()
         self._subs.append(await self.bus.subscribe(self.topics.read_request, self._on_command))
-        self._subs.append(await self.bus.subscribe_local(self.topics.local_anomaly, self._on_anomaly))
+        self._subs.append(
+            await self.bus.subscribe_local(self.topics.local_anomaly, self._on_anomaly)
+        )
         if self._report_running:  # a component shell reports for itself
             self.bus.set_config_validator(self.validate_config)
             self.bus.set_update_gate(self.update_gate)
             await self.bus.report_state("RUNNING")
-        log.info("concentrator %s running with %d meters", self.config.thing_name, len(self.config.meters))
+        log.info(
+            "concentrator %s running with %d meters",
+            self.config.thing_name,
+            len(self.config.meters),
+        )
 
     def _new_acquisition(self, config: EdgeConfig) -> Acquisition:
         return Acquisition(
@@ -193,8 +199,8 @@ class EdgeApp:
     # -- the spool, through its owner thread --------------------------------------------
 
     async def _put(self, readings: Sequence[Reading]) -> PutResult:
-        assert self.worker is not None and self.spool is not None
-        result = await self.worker.call(self.spool.put, list(readings))
+        worker, spool = self._owner()
+        result = await worker.call(spool.put, list(readings))
         if self.uplink is not None:
             self.uplink.notify()
         await self._offer_to_analytics(readings)
@@ -207,7 +213,9 @@ class EdgeApp:
             by_class.setdefault(r.data_class, []).append(r)
         try:
             for dc, rows in by_class.items():
-                for _batch, payload in encode_split(rows, thing=self.config.thing_name, data_class=dc):
+                for _batch, payload in encode_split(
+                    rows, thing=self.config.thing_name, data_class=dc
+                ):
                     await self.bus.publish_local(self.topics.local_readings, payload)
         except AmiError as exc:
             self.local_offer_failures += 1
@@ -221,9 +229,9 @@ class EdgeApp:
             self.bad_local_messages += 1
             log.warning("anomaly event refused (%d bytes, not a JSON object)", len(payload))
             return
-        assert self.worker is not None and self.spool is not None
+        worker, spool = self._owner()
         try:
-            await self.worker.call(self.spool.put_message, DataClass.DAILY, self.topics.anomaly, payload)
+            await worker.call(spool.put_message, DataClass.DAILY, self.topics.anomaly, payload)
         except AmiError as exc:
             log.error("anomaly event not spooled: %s", exc)
             return
@@ -232,8 +240,8 @@ class EdgeApp:
             self.uplink.notify()
 
     async def _last_capture(self, meter: str, obis: str, data_class: DataClass) -> int | None:
-        assert self.worker is not None and self.spool is not None
-        return await self.worker.call(self.spool.last_capture, meter, obis, data_class)
+        worker, spool = self._owner()
+        return await worker.call(spool.last_capture, meter, obis, data_class)
 
     # -- meters ---------------------------------------------------------------------------
 
@@ -269,12 +277,22 @@ class EdgeApp:
         return doc
 
     async def _send_alarm(self, msg: AlarmMessage) -> None:
-        assert self.uplink is not None
-        await self.uplink.send_alarm(msg.topic(self.topics), msg.to_json(), data_class=msg.data_class)
+        uplink = self._require_uplink()
+        await uplink.send_alarm(msg.topic(self.topics), msg.to_json(), data_class=msg.data_class)
 
     async def _respond(self, payload: bytes) -> None:
-        assert self.uplink is not None
-        await self.uplink.send_alarm(self.topics.read_response, payload, data_class=DataClass.ON_DEMAND)
+        uplink = self._require_uplink()
+        await uplink.send_alarm(self.topics.read_response, payload, data_class=DataClass.ON_DEMAND)
+
+    def _owner(self) -> tuple[SpoolWorker, Spool]:
+        if self.worker is None or self.spool is None:
+            raise SpoolError("the concentrator is not started: the spool is closed")
+        return self.worker, self.spool
+
+    def _require_uplink(self) -> Uplink:
+        if self.uplink is None:
+            raise PublishError("the concentrator is not started: no uplink")
+        return self.uplink
 
     def _now_iso(self) -> str:
         return self.clock.now_dt().isoformat()

@@ -13,7 +13,9 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="run the concentrator (acquisition, spool, uplink) over direct MQTT")
+    p = sub.add_parser(
+        "run", help="run the concentrator (acquisition, spool, uplink) over direct MQTT"
+    )
     p.add_argument("--config", required=True, help="YAML or JSON configuration file")
     p.set_defaults(func=_main)
 

@@ -25,7 +25,7 @@ from edge_core.config import EdgeConfig, MeterConfig
 from edge_core.dlms.obis import Obis
 from edge_core.errors import AmiError
 
-__all__ = ["BadCommandError", "ReadRequest", "CommandHandler"]
+__all__ = ["BadCommandError", "CommandHandler", "ReadRequest"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,9 @@ class ReadRequest:
                 raise BadCommandError("meter is required")
             raw_obis = data.get("obis") or []
             if not isinstance(raw_obis, list) or len(raw_obis) > MAX_OBIS_PER_REQUEST:
-                raise BadCommandError(f"obis must be a list of at most {MAX_OBIS_PER_REQUEST} codes")
+                raise BadCommandError(
+                    f"obis must be a list of at most {MAX_OBIS_PER_REQUEST} codes"
+                )
             obis = []
             for code in raw_obis:
                 if not isinstance(code, str):
@@ -106,7 +108,9 @@ class CommandHandler:
     """Turns read requests into meter reads and responses. ``read`` does the meter work and
     returns the JSON-ready body of a successful answer; ``respond`` persists and sends."""
 
-    def __init__(self, config: EdgeConfig, read: ReadFn, respond: RespondFn, clock_iso: Callable[[], str]) -> None:
+    def __init__(
+        self, config: EdgeConfig, read: ReadFn, respond: RespondFn, clock_iso: Callable[[], str]
+    ) -> None:
         self._meters = {m.id: m for m in config.meters}
         self._read = read
         self._respond = respond
@@ -125,7 +129,11 @@ class CommandHandler:
             return
         meter = self._meters.get(req.meter)
         if meter is None:
-            await self._send(req.id, req.meter, error=("UnknownMeter", f"no meter {req.meter!r} on this concentrator"))
+            await self._send(
+                req.id,
+                req.meter,
+                error=("UnknownMeter", f"no meter {req.meter!r} on this concentrator"),
+            )
             return
         try:
             body = await self._read(meter, req)

@@ -20,10 +20,10 @@ def register(subparsers: Any) -> None:
 
 def _stats(args: argparse.Namespace) -> int:
     # imported here, not at module import: `ami-edge --help` must stay light
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
-    from edge_core.errors import ConfigError  # noqa: PLC0415
-    from edge_core.spool.store import Spool  # noqa: PLC0415
+    from edge_core.errors import ConfigError
+    from edge_core.spool.store import Spool
 
     if not Path(args.path).is_file():
         raise ConfigError(f"no spool file at {args.path}", path="--path")

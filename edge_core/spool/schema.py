@@ -108,7 +108,8 @@ CREATE TABLE high_water_v3 (
     PRIMARY KEY (meter, obis, data_class)
 ) WITHOUT ROWID;
 INSERT INTO high_water_v3 (meter, obis, data_class, capture_time)
-    SELECT meter, obis, data_class, MAX(capture_time) FROM readings GROUP BY meter, obis, data_class;
+    SELECT meter, obis, data_class, MAX(capture_time) FROM readings
+    GROUP BY meter, obis, data_class;
 INSERT INTO high_water_v3 (meter, obis, data_class, capture_time)
     SELECT meter, obis, 3, capture_time FROM high_water WHERE true
     ON CONFLICT (meter, obis, data_class) DO UPDATE SET capture_time =

@@ -613,7 +613,7 @@ class Spool:
     def last_capture(
         self, meter: str, obis: str, data_class: DataClass = DataClass.INTERVAL
     ) -> int | None:
-        """Latest capture time ever stored for (meter, OBIS, data class), None if never (epoch s)."""
+        """Latest capture time stored for (meter, OBIS, data class); None if never (epoch s)."""
         with self._read() as conn:
             row = conn.execute(
                 "SELECT capture_time FROM high_water WHERE meter = ? AND obis = ? "

@@ -27,7 +27,9 @@ class FakeMeter:
         self.active = 0
         self.max_active = 0
 
-    async def read(self, meter: MeterConfig, obis: str, start: datetime, end: datetime, dc: DataClass) -> list[Reading]:
+    async def read(
+        self, meter: MeterConfig, obis: str, start: datetime, end: datetime, dc: DataClass
+    ) -> list[Reading]:
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:
@@ -47,7 +49,9 @@ class FakeMeter:
 
 
 def _setup(tmp_path: Path, meters: list[dict]) -> tuple[Acquisition, FakeMeter, Spool, ManualClock]:
-    cfg = EdgeConfig.from_mapping({"thing_name": "dcu-t", "meters": meters, "schedule": {"daily_after_s": 300}})
+    cfg = EdgeConfig.from_mapping(
+        {"thing_name": "dcu-t", "meters": meters, "schedule": {"daily_after_s": 300}}
+    )
     spool = Spool.open(tmp_path / "spool.db")
     meter = FakeMeter()
     clock = ManualClock(T0)
@@ -58,11 +62,15 @@ def _setup(tmp_path: Path, meters: list[dict]) -> tuple[Acquisition, FakeMeter, 
     async def last(m, o, dc):
         return spool.last_capture(m, o, dc)
 
-    acq = Acquisition(cfg, clock, put=put, last_capture=last, read_profile=meter.read, initial_backfill_s=3600)
+    acq = Acquisition(
+        cfg, clock, put=put, last_capture=last, read_profile=meter.read, initial_backfill_s=3600
+    )
     return acq, meter, spool, clock
 
 
-def test_first_read_backfills_the_initial_window_then_reads_only_new_intervals(tmp_path: Path) -> None:
+def test_first_read_backfills_the_initial_window_then_reads_only_new_intervals(
+    tmp_path: Path,
+) -> None:
     acq, meter, spool, clock = _setup(tmp_path, [{"id": "M1", "url": "tcp://127.0.0.1:1"}])
     m = acq.config.meters[0]
     stored = asyncio.run(acq.read_once(m))
@@ -89,8 +97,13 @@ def test_after_an_outage_the_missing_intervals_are_backfilled_exactly(tmp_path: 
     clock.advance(900)
     assert asyncio.run(acq.read_once(m)) == 4  # the three missed intervals and the new one
     assert comm == [("M1", False, 1), ("M1", False, 2), ("M1", False, 3), ("M1", True, 3)]
-    times = [t for (t,) in spool._conn.execute(
-        "SELECT capture_time FROM readings WHERE data_class = ? ORDER BY capture_time", (int(DataClass.INTERVAL),))]
+    times = [
+        t
+        for (t,) in spool._conn.execute(
+            "SELECT capture_time FROM readings WHERE data_class = ? ORDER BY capture_time",
+            (int(DataClass.INTERVAL),),
+        )
+    ]
     assert times == [int(T0 - 3600 + 900 * i) for i in range(9)]  # no gap, no duplicate
     assert acq.stats.meters["M1"].failures == 3
     spool.close()
@@ -105,7 +118,9 @@ def test_reading_an_overlapping_range_stores_nothing_twice(tmp_path: Path) -> No
     original = meter.read
 
     async def wider(meter_cfg, obis, start, end, dc):
-        return await original(meter_cfg, obis, datetime.fromtimestamp(T0 - 3600, timezone.utc), end, dc)
+        return await original(
+            meter_cfg, obis, datetime.fromtimestamp(T0 - 3600, timezone.utc), end, dc
+        )
 
     acq._read_profile = wider
     clock.advance(900)
@@ -144,7 +159,10 @@ def test_daily_read_waits_until_after_midnight_meter_time(
     daily = [r for r in meter.requests if r[1] == DAILY_PROFILE]
     assert bool(daily) is expect_daily
     if expect_daily:
-        assert spool.last_capture("M1", HIGH_WATER_OBIS, DataClass.DAILY) == datetime(2025, 6, 16, tzinfo=timezone.utc).timestamp()
+        assert (
+            spool.last_capture("M1", HIGH_WATER_OBIS, DataClass.DAILY)
+            == datetime(2025, 6, 16, tzinfo=timezone.utc).timestamp()
+        )
         # Once a day: a second read the same day does not ask again.
         clock.advance(900)
         asyncio.run(acq.read_once(acq.config.meters[0]))
