@@ -61,7 +61,7 @@ def bench_hdlc(args: argparse.Namespace) -> dict[str, object]:
         "ours_frames_per_s": round(n_ours / t_ours),
     }
     try:
-        from dlms_cosem.hdlc.frames import InformationFrame  # noqa: PLC0415 - optional peer
+        from dlms_cosem.hdlc.frames import InformationFrame
     except ImportError:
         result["dlms_cosem"] = "not installed"
         return result

@@ -86,7 +86,7 @@ def main() -> None:
 
     peer: dict[str, float] = {}
     try:
-        from dlms_cosem.dlms_data import DlmsDataParser  # noqa: PLC0415 - optional peer
+        from dlms_cosem.dlms_data import DlmsDataParser
     except ImportError:
         pass
     else:

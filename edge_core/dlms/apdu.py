@@ -3,7 +3,7 @@
 ACSE (AARQ 0x60, AARE 0x61, RLRQ 0x62, RLRE 0x63) is BER; the xDLMS InitiateRequest /
 InitiateResponse travel A-XDR-encoded inside the ACSE user-information octet string.
 xDLMS services (GET 0xC0/0xC4, exception-response 0xD8, confirmed-service-error 0x0E,
-data-notification 0x0F) are A-XDR.
+data-notification 0x0F), SET (0xC1/0xC5) and ACTION (0xC3/0xC7) are A-XDR.
 
 Only the logical-name, no-ciphering application context is produced; others are decoded and
 reported so that the client can refuse them clearly. Every ``from_bytes`` raises
@@ -29,6 +29,9 @@ __all__ = [
     "RLRE",
     "RLRQ",
     "AccessSelection",
+    "ActionRequestNormal",
+    "ActionResponseNormal",
+    "ActionResult",
     "Apdu",
     "ApplicationContext",
     "AssociationResult",
@@ -48,7 +51,14 @@ __all__ = [
     "GetResult",
     "InitiateRequest",
     "InitiateResponse",
+    "MethodDescriptor",
     "RangeDescriptor",
+    "SetRequestNormal",
+    "SetRequestWithDatablock",
+    "SetRequestWithFirstDatablock",
+    "SetResponseDatablock",
+    "SetResponseLastDatablock",
+    "SetResponseNormal",
     "decode_apdu",
     "decode_results",
 ]
@@ -941,6 +951,307 @@ class DataNotification:
         return cls(body, invoke, stamp)
 
 
+# ---------------------------------------------------------------------------- SET, ACTION
+
+
+@dataclass(frozen=True, slots=True)
+class MethodDescriptor:
+    """Cosem-Method-Descriptor: class id, logical name, method index (signed)."""
+
+    class_id: int
+    obis: Obis
+    method: int
+
+    def to_bytes(self) -> bytes:
+        try:
+            return (
+                struct.pack(">H", self.class_id)
+                + self.obis.to_bytes()
+                + struct.pack(">b", self.method)
+            )
+        except struct.error as exc:
+            raise EncodeError(f"method descriptor out of range: {self!r}") from exc
+
+    @classmethod
+    def read(cls, r: _Reader) -> MethodDescriptor:
+        class_id = r.u16()
+        obis = Obis.from_bytes(r.take(6))
+        method = r.u8()
+        return cls(class_id, obis, method - 256 if method > 127 else method)
+
+
+class ActionResult(enum.IntEnum):
+    """Action-Result (Green Book): the subset meters send."""
+
+    SUCCESS = 0
+    HARDWARE_FAULT = 1
+    TEMPORARY_FAILURE = 2
+    READ_WRITE_DENIED = 3
+    OBJECT_UNDEFINED = 4
+    OBJECT_CLASS_INCONSISTENT = 9
+    OBJECT_UNAVAILABLE = 11
+    TYPE_UNMATCHED = 12
+    SCOPE_OF_ACCESS_VIOLATED = 13
+    DATA_BLOCK_UNAVAILABLE = 14
+    LONG_ACTION_ABORTED = 15
+    NO_LONG_ACTION_IN_PROGRESS = 16
+    OTHER_REASON = 250
+
+
+def _action_result(code: int) -> ActionResult | int:
+    try:
+        return ActionResult(code)
+    except ValueError:
+        return code
+
+
+def _block_number(n: int) -> bytes:
+    try:
+        return struct.pack(">I", n)
+    except struct.error as exc:
+        raise EncodeError(f"block number out of range: {n}") from exc
+
+
+def _datablock_sa(last: bool, number: int, raw: bytes) -> bytes:
+    """DataBlock-SA: last-block, block-number, raw-data (octet string)."""
+    return bytes((1 if last else 0,)) + _block_number(number) + encode_length(len(raw)) + raw
+
+
+def _read_datablock_sa(r: _Reader) -> tuple[bool, int, bytes]:
+    last = r.u8() != 0
+    number = r.u32()
+    return last, number, r.take(r.length())
+
+
+@dataclass(frozen=True, slots=True)
+class SetRequestNormal:
+    """SET-Request-Normal: write ``value`` to one attribute."""
+
+    descriptor: AttributeDescriptor
+    value: Data
+    access: AccessSelection | None = None
+    invoke_id: int = 1
+    flags: int = DEFAULT_FLAGS
+
+    TAG = 0xC1
+    CHOICE = 1
+
+    def to_bytes(self) -> bytes:
+        return (
+            bytes((self.TAG, self.CHOICE, _invoke_byte(self.invoke_id, self.flags)))
+            + self.descriptor.to_bytes()
+            + _write_optional_access(self.access)
+            + encode_data(self.value)
+        )
+
+    @classmethod
+    def read(cls, r: _Reader, invoke: int) -> SetRequestNormal:
+        d = AttributeDescriptor.read(r)
+        access = _read_optional_access(r)
+        return cls(d, r.data(), access, invoke & 0x0F, invoke & 0xF0)
+
+
+@dataclass(frozen=True, slots=True)
+class SetRequestWithFirstDatablock:
+    """SET-Request-With-First-Datablock: the first slice of an encoded value."""
+
+    descriptor: AttributeDescriptor
+    last_block: bool
+    block_number: int
+    raw_data: bytes
+    access: AccessSelection | None = None
+    invoke_id: int = 1
+    flags: int = DEFAULT_FLAGS
+
+    TAG = 0xC1
+    CHOICE = 2
+
+    def to_bytes(self) -> bytes:
+        return (
+            bytes((self.TAG, self.CHOICE, _invoke_byte(self.invoke_id, self.flags)))
+            + self.descriptor.to_bytes()
+            + _write_optional_access(self.access)
+            + _datablock_sa(self.last_block, self.block_number, self.raw_data)
+        )
+
+    @classmethod
+    def read(cls, r: _Reader, invoke: int) -> SetRequestWithFirstDatablock:
+        d = AttributeDescriptor.read(r)
+        access = _read_optional_access(r)
+        last, number, raw = _read_datablock_sa(r)
+        return cls(d, last, number, raw, access, invoke & 0x0F, invoke & 0xF0)
+
+
+@dataclass(frozen=True, slots=True)
+class SetRequestWithDatablock:
+    """SET-Request-With-Datablock: a following slice of the value."""
+
+    last_block: bool
+    block_number: int
+    raw_data: bytes
+    invoke_id: int = 1
+    flags: int = DEFAULT_FLAGS
+
+    TAG = 0xC1
+    CHOICE = 3
+
+    def to_bytes(self) -> bytes:
+        return bytes(
+            (self.TAG, self.CHOICE, _invoke_byte(self.invoke_id, self.flags))
+        ) + _datablock_sa(self.last_block, self.block_number, self.raw_data)
+
+    @classmethod
+    def read(cls, r: _Reader, invoke: int) -> SetRequestWithDatablock:
+        last, number, raw = _read_datablock_sa(r)
+        return cls(last, number, raw, invoke & 0x0F, invoke & 0xF0)
+
+
+@dataclass(frozen=True, slots=True)
+class SetResponseNormal:
+    """SET-Response-Normal: the data-access-result of the write."""
+
+    result: DataAccessResult | int
+    invoke_id: int = 1
+    flags: int = DEFAULT_FLAGS
+
+    TAG = 0xC5
+    CHOICE = 1
+
+    def to_bytes(self) -> bytes:
+        return bytes(
+            (
+                self.TAG,
+                self.CHOICE,
+                _invoke_byte(self.invoke_id, self.flags),
+                _u8(int(self.result), "data-access-result"),
+            )
+        )
+
+    @classmethod
+    def read(cls, r: _Reader, invoke: int) -> SetResponseNormal:
+        return cls(_access_result(r.u8()), invoke & 0x0F, invoke & 0xF0)
+
+
+@dataclass(frozen=True, slots=True)
+class SetResponseDatablock:
+    """SET-Response-Datablock: block ``block_number`` received, send the next."""
+
+    block_number: int
+    invoke_id: int = 1
+    flags: int = DEFAULT_FLAGS
+
+    TAG = 0xC5
+    CHOICE = 2
+
+    def to_bytes(self) -> bytes:
+        return bytes(
+            (self.TAG, self.CHOICE, _invoke_byte(self.invoke_id, self.flags))
+        ) + _block_number(self.block_number)
+
+    @classmethod
+    def read(cls, r: _Reader, invoke: int) -> SetResponseDatablock:
+        return cls(r.u32(), invoke & 0x0F, invoke & 0xF0)
+
+
+@dataclass(frozen=True, slots=True)
+class SetResponseLastDatablock:
+    """SET-Response-Last-Datablock: the result of a write sent in blocks."""
+
+    result: DataAccessResult | int
+    block_number: int
+    invoke_id: int = 1
+    flags: int = DEFAULT_FLAGS
+
+    TAG = 0xC5
+    CHOICE = 3
+
+    def to_bytes(self) -> bytes:
+        return bytes(
+            (
+                self.TAG,
+                self.CHOICE,
+                _invoke_byte(self.invoke_id, self.flags),
+                _u8(int(self.result), "data-access-result"),
+            )
+        ) + _block_number(self.block_number)
+
+    @classmethod
+    def read(cls, r: _Reader, invoke: int) -> SetResponseLastDatablock:
+        result = _access_result(r.u8())
+        return cls(result, r.u32(), invoke & 0x0F, invoke & 0xF0)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRequestNormal:
+    """ACTION-Request-Normal: invoke one method, with optional parameters."""
+
+    method: MethodDescriptor
+    parameters: Data | None = None
+    invoke_id: int = 1
+    flags: int = DEFAULT_FLAGS
+
+    TAG = 0xC3
+    CHOICE = 1
+
+    def to_bytes(self) -> bytes:
+        head = bytes((self.TAG, self.CHOICE, _invoke_byte(self.invoke_id, self.flags)))
+        if self.parameters is None:
+            return head + self.method.to_bytes() + b"\x00"
+        return head + self.method.to_bytes() + b"\x01" + encode_data(self.parameters)
+
+    @classmethod
+    def read(cls, r: _Reader, invoke: int) -> ActionRequestNormal:
+        method = MethodDescriptor.read(r)
+        flag = r.u8()
+        if flag not in (0, 1):
+            raise DecodeError(f"bad method-invocation-parameters flag {flag}", data=r.buf)
+        return cls(method, r.data() if flag else None, invoke & 0x0F, invoke & 0xF0)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResponseNormal:
+    """ACTION-Response-Normal: the action result and the optional return parameters.
+
+    ``return_parameters`` None means the optional Get-Data-Result is absent. On decode the
+    presence byte itself may be missing (some meters end the APDU after the result; the
+    Green Book makes the field optional, FIELD-NOTES): that reads as absent too.
+    """
+
+    result: ActionResult | int
+    return_parameters: GetResult | None = None
+    invoke_id: int = 1
+    flags: int = DEFAULT_FLAGS
+    presence_byte: bool = field(default=True, compare=False)
+
+    TAG = 0xC7
+    CHOICE = 1
+
+    def to_bytes(self) -> bytes:
+        out = bytes(
+            (
+                self.TAG,
+                self.CHOICE,
+                _invoke_byte(self.invoke_id, self.flags),
+                _u8(int(self.result), "action-result"),
+            )
+        )
+        if self.return_parameters is None:
+            return out + (b"\x00" if self.presence_byte else b"")
+        return out + b"\x01" + _write_result(self.return_parameters)
+
+    @classmethod
+    def read(cls, r: _Reader, invoke: int) -> ActionResponseNormal:
+        result = _action_result(r.u8())
+        if not r.left:
+            return cls(result, None, invoke & 0x0F, invoke & 0xF0, presence_byte=False)
+        flag = r.u8()
+        if flag == 0:
+            return cls(result, None, invoke & 0x0F, invoke & 0xF0)
+        if flag != 1:
+            raise DecodeError(f"bad return-parameters presence flag {flag}", data=r.buf)
+        return cls(result, _read_result(r), invoke & 0x0F, invoke & 0xF0)
+
+
 Apdu = (
     AARQ
     | AARE
@@ -952,6 +1263,14 @@ Apdu = (
     | GetResponseNormal
     | GetResponseWithDatablock
     | GetResponseWithList
+    | SetRequestNormal
+    | SetRequestWithFirstDatablock
+    | SetRequestWithDatablock
+    | SetResponseNormal
+    | SetResponseDatablock
+    | SetResponseLastDatablock
+    | ActionRequestNormal
+    | ActionResponseNormal
     | ExceptionResponse
     | ConfirmedServiceError
     | DataNotification
@@ -965,6 +1284,30 @@ _GET_REQUESTS: dict[int, type[GetRequestNormal | GetRequestNext | GetRequestWith
 _GET_RESPONSES: dict[
     int, type[GetResponseNormal | GetResponseWithDatablock | GetResponseWithList]
 ] = {1: GetResponseNormal, 2: GetResponseWithDatablock, 3: GetResponseWithList}
+_CHOICES: dict[int, dict[int, Callable[[_Reader, int], Apdu]]] = {
+    0xC0: {k: v.read for k, v in _GET_REQUESTS.items()},
+    0xC4: {k: v.read for k, v in _GET_RESPONSES.items()},
+    0xC1: {
+        1: SetRequestNormal.read,
+        2: SetRequestWithFirstDatablock.read,
+        3: SetRequestWithDatablock.read,
+    },
+    0xC5: {
+        1: SetResponseNormal.read,
+        2: SetResponseDatablock.read,
+        3: SetResponseLastDatablock.read,
+    },
+    0xC3: {1: ActionRequestNormal.read},
+    0xC7: {1: ActionResponseNormal.read},
+}
+_SERVICE_NAMES = {
+    0xC0: "GET",
+    0xC4: "GET",
+    0xC1: "SET",
+    0xC5: "SET",
+    0xC3: "ACTION",
+    0xC7: "ACTION",
+}
 _SIMPLE: dict[int, Callable[[bytes], Apdu]] = {
     AARQ.TAG: AARQ.from_bytes,
     AARE.TAG: AARE.from_bytes,
@@ -985,15 +1328,15 @@ def decode_apdu(buf: bytes) -> Apdu:
     simple = _SIMPLE.get(tag)
     if simple is not None:
         return simple(buf)
-    if tag in (0xC0, 0xC4):
+    table = _CHOICES.get(tag)
+    if table is not None:
         r = _Reader(buf, 1)
         choice = r.u8()
-        table = _GET_REQUESTS if tag == 0xC0 else _GET_RESPONSES
-        kind = table.get(choice)
-        if kind is None:
-            raise DecodeError(f"unknown GET choice {choice}", data=buf)
+        read = table.get(choice)
+        if read is None:
+            raise DecodeError(f"unknown {_SERVICE_NAMES[tag]} choice {choice}", data=buf)
         invoke = r.u8()
-        apdu: Apdu = kind.read(r, invoke)
+        apdu: Apdu = read(r, invoke)
         r.end()
         return apdu
     raise DecodeError(f"unsupported APDU tag 0x{tag:02x}", data=buf)

@@ -38,6 +38,9 @@ from edge_core.dlms.apdu import (
     RLRE,
     RLRQ,
     AccessSelection,
+    ActionRequestNormal,
+    ActionResponseNormal,
+    ActionResult,
     AssociationResult,
     AttributeDescriptor,
     AuthMechanism,
@@ -55,6 +58,11 @@ from edge_core.dlms.apdu import (
     GetResult,
     InitiateRequest,
     InitiateResponse,
+    MethodDescriptor,
+    SetRequestNormal,
+    SetResponseDatablock,
+    SetResponseLastDatablock,
+    SetResponseNormal,
     decode_apdu,
     decode_results,
 )
@@ -69,6 +77,7 @@ from edge_core.errors import (
 
 __all__ = [
     "DEFAULT_CONFORMANCE",
+    "ActionCompleted",
     "AssociationAccepted",
     "BlockReceived",
     "ClientConnection",
@@ -77,7 +86,10 @@ __all__ = [
     "GetResults",
     "NotificationReceived",
     "ReleaseAccepted",
+    "SetCompleted",
+    "check_action",
     "check_result",
+    "check_set",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,6 +123,8 @@ class _Input(enum.Enum):
     AARE_ACCEPTED = "AARE accepted"
     AARE_REJECTED = "AARE rejected"
     SEND_GET = "send GET"
+    SEND_SET = "send SET"
+    SEND_ACTION = "send ACTION"
     BLOCK = "datablock (more to come)"
     RESPONSE = "complete GET response"
     SERVICE_ERROR = "exception/confirmed-service-error"
@@ -128,6 +142,8 @@ _TRANSITIONS: dict[tuple[ClientState, _Input], ClientState] = {
     (_S.AWAITING_ASSOCIATION, _I.AARE_REJECTED): _S.IDLE,
     (_S.AWAITING_ASSOCIATION, _I.SERVICE_ERROR): _S.IDLE,
     (_S.ASSOCIATED, _I.SEND_GET): _S.AWAITING_RESPONSE,
+    (_S.ASSOCIATED, _I.SEND_SET): _S.AWAITING_RESPONSE,
+    (_S.ASSOCIATED, _I.SEND_ACTION): _S.AWAITING_RESPONSE,
     (_S.AWAITING_RESPONSE, _I.BLOCK): _S.AWAITING_RESPONSE,
     (_S.AWAITING_RESPONSE, _I.RESPONSE): _S.ASSOCIATED,
     (_S.AWAITING_RESPONSE, _I.SERVICE_ERROR): _S.ASSOCIATED,
@@ -180,9 +196,70 @@ class NotificationReceived:
     notification: DataNotification
 
 
+@dataclass(frozen=True, slots=True)
+class SetCompleted:
+    """The answer to one SET: the data-access-result (0 = success)."""
+
+    invoke_id: int
+    descriptor: AttributeDescriptor
+    result: DataAccessResult | int
+
+
+@dataclass(frozen=True, slots=True)
+class ActionCompleted:
+    """The answer to one ACTION: the action result and the optional return parameters."""
+
+    invoke_id: int
+    method: MethodDescriptor
+    result: ActionResult | int
+    return_parameters: GetResult | None
+
+
 ClientEvent = (
-    AssociationAccepted | GetResults | BlockReceived | ReleaseAccepted | NotificationReceived
+    AssociationAccepted
+    | GetResults
+    | BlockReceived
+    | ReleaseAccepted
+    | NotificationReceived
+    | SetCompleted
+    | ActionCompleted
 )
+
+
+def check_set(done: SetCompleted, meter: str = "") -> None:
+    """Raise the typed error a SET result other than success stands for."""
+    if int(done.result) != DataAccessResult.SUCCESS:
+        check_result(done.result, done.descriptor, meter)
+
+
+def check_action(done: ActionCompleted, meter: str = "") -> Data | None:
+    """The return data of a successful ACTION (None if absent), else its typed error."""
+    code = int(done.result)
+    m = done.method
+    if code != ActionResult.SUCCESS:
+        name = ActionResult(code).name.lower() if code in ActionResult._value2member_map_ else code
+        if code == ActionResult.OBJECT_UNDEFINED:
+            raise UnknownObjectError(
+                f"unknown object: the meter has no method {m.method} of {m.obis}",
+                meter=meter,
+                obis=str(m.obis),
+                code=code,
+            )
+        raise DataAccessError(
+            f"action-result {name} for method {m.method} (class {m.class_id})",
+            meter=meter,
+            obis=str(m.obis),
+            code=code,
+        )
+    ret = done.return_parameters
+    if ret is None or isinstance(ret, Data):
+        return ret
+    raise DataAccessError(
+        f"method {m.method} succeeded but its return data is data-access-result {int(ret)}",
+        meter=meter,
+        obis=str(m.obis),
+        code=int(ret),
+    )
 
 
 def check_result(result: GetResult, descriptor: AttributeDescriptor, meter: str = "") -> Data:
@@ -230,6 +307,8 @@ class ClientConnection:
         self.server_max_pdu_size = 0
         self._invoke_id = 0
         self._pending: tuple[AttributeDescriptor, ...] = ()
+        self._pending_method: MethodDescriptor | None = None
+        self._service = "GET"
         self._with_list = False
         self._blocks: list[bytes] = []
         self._last_block = 0
@@ -250,6 +329,7 @@ class ClientConnection:
 
     def _reset_request(self) -> None:
         self._pending = ()
+        self._pending_method = None
         self._blocks = []
         self._last_block = 0
 
@@ -275,6 +355,7 @@ class ClientConnection:
         self._reset_request()
         self._pending = (descriptor,)
         self._with_list = False
+        self._service = "GET"
         return GetRequestNormal(descriptor, access, self._next_invoke_id()).to_bytes()
 
     def get_with_list(
@@ -287,7 +368,29 @@ class ClientConnection:
         self._reset_request()
         self._pending = tuple(d for d, _ in items)
         self._with_list = True
+        self._service = "GET"
         return GetRequestWithList(tuple(items), self._next_invoke_id()).to_bytes()
+
+    def set(
+        self,
+        descriptor: AttributeDescriptor,
+        value: Data,
+        access: AccessSelection | None = None,
+    ) -> bytes:
+        """SET-request-normal: write ``value`` to one attribute."""
+        self._move(_I.SEND_SET)
+        self._reset_request()
+        self._pending = (descriptor,)
+        self._service = "SET"
+        return SetRequestNormal(descriptor, value, access, self._next_invoke_id()).to_bytes()
+
+    def action(self, method: MethodDescriptor, parameters: Data | None = None) -> bytes:
+        """ACTION-request-normal: invoke one method (``parameters`` None: none sent)."""
+        self._move(_I.SEND_ACTION)
+        self._reset_request()
+        self._pending_method = method
+        self._service = "ACTION"
+        return ActionRequestNormal(method, parameters, self._next_invoke_id()).to_bytes()
 
     def release(self) -> bytes:
         self._move(_I.SEND_RLRQ)
@@ -338,7 +441,47 @@ class ClientConnection:
             if not self._with_list:
                 raise ProtocolError("with-list GET response to a normal request", data=raw)
             return self._finish(apdu.results, 0)
+        if isinstance(
+            apdu,
+            SetResponseNormal
+            | SetResponseLastDatablock
+            | SetResponseDatablock
+            | ActionResponseNormal,
+        ):
+            return self._on_set_or_action(apdu, raw)
         raise ProtocolError(f"unexpected {type(apdu).__name__} from the meter", data=raw)
+
+    def _on_set_or_action(
+        self,
+        apdu: SetResponseNormal
+        | SetResponseLastDatablock
+        | SetResponseDatablock
+        | ActionResponseNormal,
+        raw: bytes,
+    ) -> SetCompleted | ActionCompleted:
+        want = "ACTION" if isinstance(apdu, ActionResponseNormal) else "SET"
+        if self.state != ClientState.AWAITING_RESPONSE or self._service != want:
+            raise ProtocolError(
+                f"{want} response in state {self.state.value} (awaiting {self._service})", data=raw
+            )
+        if apdu.invoke_id != self._invoke_id:
+            raise ProtocolError(
+                f"{want} response invoke id {apdu.invoke_id}, expected {self._invoke_id}", data=raw
+            )
+        if isinstance(apdu, SetResponseDatablock):
+            # Only answers a SET sent in blocks, which this client never sends.
+            self._move(_I.RESPONSE)
+            self._reset_request()
+            raise ProtocolError("SET-response-datablock to a normal SET", data=raw)
+        self._move(_I.RESPONSE)
+        if isinstance(apdu, ActionResponseNormal):
+            method = self._pending_method
+            assert method is not None
+            self._reset_request()
+            return ActionCompleted(self._invoke_id, method, apdu.result, apdu.return_parameters)
+        descriptor = self._pending[0]
+        self._reset_request()
+        return SetCompleted(self._invoke_id, descriptor, apdu.result)
 
     def _on_aare(self, aare: AARE) -> AssociationAccepted:
         if self.state != ClientState.AWAITING_ASSOCIATION:

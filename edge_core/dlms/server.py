@@ -34,6 +34,9 @@ from edge_core.dlms.apdu import (
     RLRE,
     RLRQ,
     AccessSelection,
+    ActionRequestNormal,
+    ActionResponseNormal,
+    ActionResult,
     ApplicationContext,
     AssociationResult,
     AttributeDescriptor,
@@ -51,12 +54,23 @@ from edge_core.dlms.apdu import (
     GetResponseWithList,
     GetResult,
     InitiateResponse,
+    MethodDescriptor,
+    SetRequestNormal,
+    SetRequestWithDatablock,
+    SetRequestWithFirstDatablock,
+    SetResponseNormal,
     decode_apdu,
 )
 from edge_core.dlms.axdr import Data, encode_data, encode_length
 from edge_core.errors import AmiError, DataAccessError, ProtocolError, UnknownObjectError
 
-__all__ = ["SERVER_CONFORMANCE", "CosemModel", "ServerConnection", "ServerState"]
+__all__ = [
+    "SERVER_CONFORMANCE",
+    "CosemModel",
+    "ServerConnection",
+    "ServerState",
+    "WritableCosemModel",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +81,11 @@ SERVER_CONFORMANCE = (
     | Conformance.SELECTIVE_ACCESS
     | Conformance.ATTRIBUTE0_WITH_GET
     | Conformance.PRIORITY_MGMT
+    | Conformance.SET
+    | Conformance.ACTION
 )
-"""What the server side offers (GET only: the simulator is read-only)."""
+"""What the server side offers: GET (with-list, selective access, blocks), SET and ACTION
+normal. A model without ``set``/``action`` answers them read-write-denied."""
 
 # exception-response codes
 _STATE_NOT_ALLOWED = 1
@@ -95,6 +112,18 @@ class CosemModel(Protocol):
 
     def get(self, descriptor: AttributeDescriptor, access: AccessSelection | None) -> Data:
         """The value of one attribute (with selective access if given)."""
+
+
+class WritableCosemModel(CosemModel, Protocol):
+    """A model that also accepts SET and ACTION (optional: checked with ``getattr``)."""
+
+    def set(
+        self, descriptor: AttributeDescriptor, access: AccessSelection | None, value: Data
+    ) -> None:
+        """Write one attribute; raise like ``get`` to refuse."""
+
+    def action(self, method: MethodDescriptor, parameters: Data | None) -> Data | None:
+        """Invoke one method; the optional return data. Raise like ``get`` to refuse."""
 
 
 class ServerState(enum.Enum):
@@ -194,9 +223,74 @@ class ServerConnection:
                 return whole
             raw = encode_length(len(results)) + b"".join(_result_bytes(r) for r in results)
             return self._start_long(raw, apdu.invoke_id, apdu.flags)
+        if isinstance(
+            apdu, SetRequestNormal | SetRequestWithFirstDatablock | SetRequestWithDatablock
+        ):
+            if self.state != ServerState.ASSOCIATED:
+                return ExceptionResponse(_STATE_NOT_ALLOWED, _SERVICE_NOT_POSSIBLE).to_bytes()
+            if not self.conformance & Conformance.SET:
+                return ExceptionResponse(_STATE_NOT_ALLOWED, _SERVICE_NOT_SUPPORTED).to_bytes()
+            if not isinstance(apdu, SetRequestNormal):
+                # SET in blocks is decoded but not served: refuse it cleanly.
+                return ExceptionResponse(_STATE_UNKNOWN, _SERVICE_NOT_SUPPORTED).to_bytes()
+            code = self._set(apdu.descriptor, apdu.access, apdu.value)
+            return SetResponseNormal(code, apdu.invoke_id, apdu.flags).to_bytes()
+        if isinstance(apdu, ActionRequestNormal):
+            if self.state != ServerState.ASSOCIATED and not self._pre_association_action(apdu):
+                return ExceptionResponse(_STATE_NOT_ALLOWED, _SERVICE_NOT_POSSIBLE).to_bytes()
+            if self.state == ServerState.ASSOCIATED and not self.conformance & Conformance.ACTION:
+                return ExceptionResponse(_STATE_NOT_ALLOWED, _SERVICE_NOT_SUPPORTED).to_bytes()
+            return self._action(apdu).to_bytes()
         if isinstance(apdu, DataNotification):
             return None
         return ExceptionResponse(_STATE_UNKNOWN, _SERVICE_NOT_SUPPORTED).to_bytes()
+
+    def _pre_association_action(self, apdu: ActionRequestNormal) -> bool:
+        """Actions allowed before the association is complete (HLS pass 3, see security)."""
+        return False
+
+    def _set(
+        self, descriptor: AttributeDescriptor, access: AccessSelection | None, value: Data
+    ) -> DataAccessResult | int:
+        setter = getattr(self.model, "set", None)
+        if setter is None:
+            return DataAccessResult.READ_WRITE_DENIED
+        try:
+            setter(descriptor, access, value)
+        except UnknownObjectError:
+            return DataAccessResult.OBJECT_UNDEFINED
+        except DataAccessError as exc:
+            return exc.code if exc.code is not None else DataAccessResult.OTHER_REASON
+        except AmiError as exc:
+            logger.info("%s: SET %s refused: %s", self.name, descriptor.obis, exc)
+            return DataAccessResult.OTHER_REASON
+        except Exception:
+            logger.exception("%s: model failed on SET %s", self.name, descriptor.obis)
+            return DataAccessResult.HARDWARE_FAULT
+        return DataAccessResult.SUCCESS
+
+    def _action(self, apdu: ActionRequestNormal) -> ActionResponseNormal:
+        invoker = getattr(self.model, "action", None)
+        method = apdu.method
+
+        def answer(code: int, data: Data | None = None) -> ActionResponseNormal:
+            return ActionResponseNormal(code, data, apdu.invoke_id, apdu.flags)
+
+        if invoker is None:
+            return answer(ActionResult.READ_WRITE_DENIED)
+        try:
+            ret = invoker(method, apdu.parameters)
+        except UnknownObjectError:
+            return answer(ActionResult.OBJECT_UNDEFINED)
+        except DataAccessError as exc:
+            return answer(exc.code if exc.code is not None else ActionResult.OTHER_REASON)
+        except AmiError as exc:
+            logger.info("%s: ACTION %s/%d refused: %s", self.name, method.obis, method.method, exc)
+            return answer(ActionResult.OTHER_REASON)
+        except Exception:
+            logger.exception("%s: model failed on ACTION %s", self.name, method.obis)
+            return answer(ActionResult.HARDWARE_FAULT)
+        return answer(ActionResult.SUCCESS, ret)
 
     @property
     def send_limit(self) -> int:

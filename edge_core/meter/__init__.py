@@ -2,6 +2,8 @@
 
 from edge_core.meter.reader import (
     DEFAULT_REGISTERS,
+    ClockCheck,
+    EventRecord,
     MeterRead,
     MeterReader,
     ProfileColumn,
@@ -13,6 +15,8 @@ from edge_core.meter.reader import (
 
 __all__ = [
     "DEFAULT_REGISTERS",
+    "ClockCheck",
+    "EventRecord",
     "MeterRead",
     "MeterReader",
     "ProfileColumn",

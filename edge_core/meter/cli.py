@@ -23,12 +23,27 @@ def register(subparsers: Any) -> None:
         help="read a meter",
         description="Associate with one meter, read its clock, registers and load profile.",
     )
-    p.add_argument("--url", required=True, help="tcp://HOST:PORT")
+    p.add_argument(
+        "--url", required=True, help="tcp://HOST:PORT, serial:///dev/ttyX, socket://, rfc2217://"
+    )
+    p.add_argument("--baud", type=int, default=9600, help="serial line speed (default 9600)")
     p.add_argument("--transport", choices=("wrapper", "hdlc"), default="wrapper")
     p.add_argument("--client", type=int, default=16, help="client SAP / wPort (default 16)")
     p.add_argument("--server", type=int, default=1, help="server SAP / wPort (default 1)")
     p.add_argument("--obis", nargs="+", help="registers to read (default: the energy registers)")
     p.add_argument("--load-profile", action="store_true", help="also read 1.0.99.1.0.255")
+    p.add_argument(
+        "--daily", action="store_true", help="also read the daily profile 1.0.99.2.0.255"
+    )
+    p.add_argument("--events", action="store_true", help="also read the four IDIS event logs")
+    p.add_argument("--auth", choices=("none", "low"), default="none", help="authentication level")
+    p.add_argument("--password", help="LLS password (--auth low)")
+    p.add_argument(
+        "--set-clock",
+        action="store_true",
+        help="set the meter clock to this host's time if it drifts over --max-drift",
+    )
+    p.add_argument("--max-drift", type=float, default=10.0, help="allowed clock drift in s")
     p.add_argument("--from", dest="start", help="profile range start, ISO-8601 (default now-24h)")
     p.add_argument("--to", dest="end", help="profile range end, ISO-8601 (default now)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in s")
@@ -45,8 +60,8 @@ def _when(text: str, name: str) -> datetime:
 
 
 def _read(args: argparse.Namespace) -> int:
-    from edge_core.dlms.obis import Obis  # noqa: PLC0415 - CLI imports lazily (cli.py rule)
-    from edge_core.meter.reader import read_meter  # noqa: PLC0415
+    from edge_core.dlms.obis import Obis
+    from edge_core.meter.reader import read_meter
 
     obis = None
     if args.obis:
@@ -55,23 +70,35 @@ def _read(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise ConfigError(str(exc), path="obis") from exc
     span = None
-    if args.load_profile:
-        end = _when(args.end, "to") if args.end else datetime.now(UTC)
-        start = _when(args.start, "from") if args.start else end - timedelta(hours=24)
+    wanted = args.load_profile or args.daily or args.events
+    end = _when(args.end, "to") if args.end else datetime.now(UTC)
+    start = _when(args.start, "from") if args.start else end - timedelta(hours=24)
+    if wanted:
         if start > end:
             raise ConfigError("--from is after --to", path="from")
         span = (start, end)
     elif args.start or args.end:
-        raise ConfigError("--from/--to need --load-profile", path="from")
+        raise ConfigError("--from/--to need --load-profile, --daily or --events", path="from")
+    password = None
+    if args.auth == "low":
+        if not args.password:
+            raise ConfigError("--auth low needs --password", path="password")
+        password = args.password.encode()
     result = asyncio.run(
         read_meter(
             args.url,
             client=args.client,
             server=args.server,
             obis=obis,
-            load_profile=span,
+            load_profile=span if args.load_profile else None,
+            daily=span if args.daily else None,
+            events=span if args.events else None,
             transport=args.transport,
             timeout=args.timeout,
+            password=password,
+            set_clock=args.set_clock,
+            max_drift_s=args.max_drift,
+            baud=args.baud,
         )
     )
     doc = result.to_json()
@@ -86,6 +113,13 @@ def _read(args: argparse.Namespace) -> int:
         out.append(f"{lp['obis']}  period {lp['capture_period_s']} s  {len(lp['rows'])} rows")
         out.append("  ".join(c["obis"] for c in lp["columns"]))
         out.extend("  ".join(str(v) for v in row) for row in lp["rows"])
+    if "daily_profile" in doc:
+        dp = doc["daily_profile"]
+        out.append(f"{dp['obis']}  period {dp['capture_period_s']} s  {len(dp['rows'])} rows")
+        out.extend("  ".join(str(v) for v in row) for row in dp["rows"])
+    for e in doc.get("events", ()):
+        extra = f"  {e['duration_s']} s" if e["duration_s"] is not None else ""
+        out.append(f"event {e['log']}  {e['time']}  code {e['code']}{extra}")
     w = doc["wire"]
     out.append(f"wire: {w['bytes_tx']} B tx, {w['bytes_rx']} B rx, {w['round_trips']} round trips")
     sys.stdout.write("\n".join(out) + "\n")

@@ -17,22 +17,33 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge_core.dlms.apdu import AccessSelection, AttributeDescriptor, Conformance, RangeDescriptor
+from edge_core.dlms.apdu import (
+    AccessSelection,
+    AttributeDescriptor,
+    Conformance,
+    MethodDescriptor,
+    RangeDescriptor,
+)
 from edge_core.dlms.axdr import Data, DataType
 from edge_core.dlms.client import (
+    ActionCompleted,
     AssociationAccepted,
     BlockReceived,
     ClientConnection,
     ClientEvent,
     GetResults,
     NotificationReceived,
+    SetCompleted,
+    check_action,
     check_result,
+    check_set,
 )
 from edge_core.dlms.cosem import CaptureObject, CosemDateTime, RegisterValue, ScalerUnit
 from edge_core.dlms.obis import Obis
@@ -49,8 +60,12 @@ from edge_core.transport.base import ApduTransport, WireStats
 
 __all__ = [
     "CLOCK_OBIS",
+    "DAILY_PROFILE_OBIS",
     "DEFAULT_REGISTERS",
+    "EVENT_LOG_OBIS",
     "LOAD_PROFILE_OBIS",
+    "ClockCheck",
+    "EventRecord",
     "MeterRead",
     "MeterReader",
     "ProfileColumn",
@@ -64,6 +79,16 @@ logger = logging.getLogger(__name__)
 
 CLOCK_OBIS = Obis(0, 0, 1, 0, 0, 255)
 LOAD_PROFILE_OBIS = Obis(1, 0, 99, 1, 0, 255)
+DAILY_PROFILE_OBIS = Obis(1, 0, 99, 2, 0, 255)
+EVENT_LOG_OBIS = (
+    Obis(0, 0, 99, 98, 0, 255),
+    Obis(0, 0, 99, 98, 1, 255),
+    Obis(0, 0, 99, 98, 4, 255),
+    Obis(1, 0, 99, 97, 0, 255),
+)
+"""Standard, fraud detection, power quality and power failure event logs (IDIS)."""
+_POWER_FAILURE_LOG = EVENT_LOG_OBIS[3]
+_POWER_UP = 2
 DEFAULT_REGISTERS = (
     Obis(1, 0, 1, 8, 0, 255),
     Obis(1, 0, 2, 8, 0, 255),
@@ -164,6 +189,37 @@ class ProfileData:
 
 
 @dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One event-log row. ``code`` is the IDIS event code; rows of the power failure log
+    (1.0.99.97.0.255), which record the end of a failure, carry code 2 (power up) and the
+    failure's ``duration_s`` (s)."""
+
+    meter: str
+    log: Obis
+    time: datetime
+    code: int
+    duration_s: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "log": str(self.log),
+            "time": self.time.isoformat(),
+            "code": self.code,
+            "duration_s": self.duration_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ClockCheck:
+    """The meter's clock against a reference: ``drift_s`` = meter - reference (s);
+    ``adjusted`` True when the clock was set to the reference afterwards."""
+
+    meter_time: datetime
+    drift_s: float
+    adjusted: bool
+
+
+@dataclass(frozen=True, slots=True)
 class MeterRead:
     """Everything one ``read_meter`` call got from one meter."""
 
@@ -172,6 +228,9 @@ class MeterRead:
     registers: tuple[RegisterValue, ...]
     load_profile: ProfileData | None
     wire: WireStats
+    daily_profile: ProfileData | None = None
+    events: tuple[EventRecord, ...] | None = None
+    clock_check: ClockCheck | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``ami-edge read --json`` document."""
@@ -195,29 +254,43 @@ class MeterRead:
             },
         }
         if self.load_profile is not None:
-            p = self.load_profile
-            doc["load_profile"] = {
-                "obis": str(p.obis),
-                "capture_period_s": p.capture_period_s,
-                "columns": [
-                    {
-                        "obis": str(c.obis),
-                        "class_id": c.capture.class_id,
-                        "attribute": c.capture.attribute,
-                        "unit": c.scaler_unit.symbol if c.scaler_unit else None,
-                        "scaler": c.scaler_unit.scaler if c.scaler_unit else None,
-                    }
-                    for c in p.columns
-                ],
-                "rows": [
-                    [
-                        row.time.isoformat() if col.is_clock else _jsonable(p.value(row, i))
-                        for i, col in enumerate(p.columns)
-                    ]
-                    for row in p.rows
-                ],
+            doc["load_profile"] = _profile_json(self.load_profile)
+        if self.daily_profile is not None:
+            doc["daily_profile"] = _profile_json(self.daily_profile)
+        if self.events is not None:
+            doc["events"] = [e.to_json() for e in self.events]
+        if self.clock_check is not None:
+            doc["clock_check"] = {
+                "meter_time": self.clock_check.meter_time.isoformat(),
+                "drift_s": self.clock_check.drift_s,
+                "adjusted": self.clock_check.adjusted,
             }
         return doc
+
+
+def _profile_json(p: ProfileData) -> dict[str, Any]:
+    """The "load_profile" / "daily_profile" shape of ``ami-edge read --json``."""
+    return {
+        "obis": str(p.obis),
+        "capture_period_s": p.capture_period_s,
+        "columns": [
+            {
+                "obis": str(c.obis),
+                "class_id": c.capture.class_id,
+                "attribute": c.capture.attribute,
+                "unit": c.scaler_unit.symbol if c.scaler_unit else None,
+                "scaler": c.scaler_unit.scaler if c.scaler_unit else None,
+            }
+            for c in p.columns
+        ],
+        "rows": [
+            [
+                row.time.isoformat() if col.is_clock else _jsonable(p.value(row, i))
+                for i, col in enumerate(p.columns)
+            ]
+            for row in p.rows
+        ],
+    }
 
 
 def _jsonable(v: Any) -> Any:
@@ -245,6 +318,7 @@ class MeterReader:
         password: bytes | None = None,
         timeout: float = 10.0,
         max_pdu_size: int = 0xFFFF,
+        security: Any = None,
     ) -> None:
         self.transport = transport
         self.client_address = client_address
@@ -254,6 +328,10 @@ class MeterReader:
         self.connection = ClientConnection(
             max_pdu_size=max_pdu_size, password=password, meter=meter_id
         )
+        if security is not None:
+            # Hook for HLS-GMAC (edge_core/dlms/security.py, docs/dlms-security.md): not wired yet.
+            raise ConfigError("HLS-GMAC is not wired into the reader yet", path="security")
+        self.security = security
         self._scaler_units: dict[Obis, ScalerUnit] = {}
         self._with_list_refused = False
 
@@ -328,6 +406,131 @@ class MeterReader:
         data = await self.get(AttributeDescriptor(8, CLOCK_OBIS, 2))
         return _datetime(data, "clock")
 
+    async def set(
+        self,
+        descriptor: AttributeDescriptor,
+        value: Data,
+        access: AccessSelection | None = None,
+    ) -> None:
+        """Write one attribute (typed error naming the meter and OBIS if refused)."""
+        event = await self._exchange(self.connection.set(descriptor, value, access))
+        if not isinstance(event, SetCompleted):
+            raise ProtocolError(f"unexpected {type(event).__name__} answering a SET")
+        check_set(event, self.meter_id)
+
+    async def action(self, method: MethodDescriptor, parameters: Data | None = None) -> Data | None:
+        """Invoke one method; its return data (None when the meter sent none)."""
+        event = await self._exchange(self.connection.action(method, parameters))
+        if not isinstance(event, ActionCompleted):
+            raise ProtocolError(f"unexpected {type(event).__name__} answering an ACTION")
+        return check_action(event, self.meter_id)
+
+    async def set_clock(self, dt: datetime) -> None:
+        """SET attribute 2 of the clock 0.0.1.0.0.255 to ``dt`` (aware; sent with its offset)."""
+        if dt.tzinfo is None:
+            raise ConfigError("set_clock needs an aware datetime", path="dt")
+        await self.set(
+            AttributeDescriptor(8, CLOCK_OBIS, 2), CosemDateTime.from_datetime(dt).to_data()
+        )
+
+    async def check_clock(
+        self, reference: datetime, max_drift_s: float, *, adjust: bool = False
+    ) -> ClockCheck:
+        """Read the clock and compare with ``reference`` (aware, taken just before the call).
+
+        ``drift_s`` = meter - reference, in s. When ``adjust`` is True (configuration allows
+        clock setting) and ``abs(drift_s) > max_drift_s``, the clock is set to the reference
+        plus the time elapsed since the check began, and ``adjusted`` is True.
+        """
+        if reference.tzinfo is None:
+            raise ConfigError("check_clock needs an aware reference", path="reference")
+        loop_start = time.monotonic()
+        meter_time = await self.read_clock()
+        drift = (meter_time - reference).total_seconds() - (time.monotonic() - loop_start) / 2
+        adjusted = False
+        if adjust and abs(drift) > max_drift_s:
+            target = reference + timedelta(seconds=time.monotonic() - loop_start)
+            await self.set_clock(target.astimezone(meter_time.tzinfo))
+            adjusted = True
+            logger.info("meter %s: clock off by %.1f s, set", self.meter_id, drift)
+        return ClockCheck(meter_time, round(drift, 3), adjusted)
+
+    async def read_events(self, obis: Obis, start: datetime, end: datetime) -> list[EventRecord]:
+        """Rows of an event log (class 7) stamped in [start, end] (aware), read by range.
+
+        The columns come from attribute 3: the clock column gives the time, a column of an
+        event code object (x.x.96.11.x) the code, any other integer column a duration in s.
+        """
+        head = await self.get(AttributeDescriptor(7, obis, 3))
+        if head.type != DataType.ARRAY:
+            raise DecodeError(f"capture objects of {obis} is {head.type.name}, not an array")
+        captures = tuple(CaptureObject.from_data(c) for c in head.value)
+        clock_col = next(
+            (i for i, c in enumerate(captures) if c.class_id == 8 and c.attribute == 2), None
+        )
+        if clock_col is None:
+            raise DecodeError(f"event log {obis} has no clock column")
+        code_col = next(
+            (i for i, c in enumerate(captures) if c.obis.c == 96 and c.obis.d == 11), None
+        )
+        rng = RangeDescriptor(
+            captures[clock_col],
+            CosemDateTime.from_datetime(start),
+            CosemDateTime.from_datetime(end),
+        )
+        buffer = await self.get(AttributeDescriptor(7, obis, 2), rng.to_access())
+        if buffer.type != DataType.ARRAY:
+            raise DecodeError(f"buffer of {obis} is {buffer.type.name}, not an array")
+        out = []
+        for entry in buffer.value:
+            if entry.type != DataType.STRUCTURE or len(entry.value) != len(captures):
+                raise DecodeError(f"row of {obis} does not match its {len(captures)} columns")
+            t = _datetime(entry.value[clock_col], f"event time in {obis}")
+            code = _POWER_UP if obis == _POWER_FAILURE_LOG else None
+            duration = None
+            for i, cell in enumerate(entry.value):
+                if (
+                    i == clock_col
+                    or not isinstance(cell.value, int)
+                    or isinstance(cell.value, bool)
+                ):
+                    continue
+                if i == code_col:
+                    code = cell.value
+                else:
+                    duration = cell.value
+            if code is None:
+                raise DecodeError(f"event log {obis} row without an event code")
+            out.append(EventRecord(self.meter_id, obis, t, code, duration))
+        return out
+
+    async def read_clock_and_registers(
+        self, obis_list: Sequence[Obis], class_id: int = 3
+    ) -> tuple[datetime, list[RegisterValue]]:
+        """The clock and the registers in one GET-with-list (one round trip when the meter
+        supports with-list and it fits its PDU); no register GET at all for an empty list."""
+        clock_d = AttributeDescriptor(8, CLOCK_OBIS, 2)
+        if not obis_list:
+            return await self.read_clock(), []
+        need_su = [o for o in obis_list if o not in self._scaler_units]
+        descriptors = [clock_d]
+        descriptors += [AttributeDescriptor(class_id, o, 2) for o in obis_list]
+        descriptors += [AttributeDescriptor(class_id, o, 3) for o in need_su]
+        data = await self.get_many(descriptors)
+        clock = _datetime(data[0], "clock")
+        values = data[1 : 1 + len(obis_list)]
+        for o, d in zip(need_su, data[1 + len(obis_list) :], strict=True):
+            self._scaler_units[o] = _scaler_unit(d, o)
+        return clock, self._registers(obis_list, values)
+
+    def _registers(self, obis_list: Sequence[Obis], values: Sequence[Data]) -> list[RegisterValue]:
+        out = []
+        for o, d in zip(obis_list, values, strict=False):
+            if not isinstance(d.value, int) or isinstance(d.value, bool):
+                raise DecodeError(f"register {o} value is {d.type.name}, not an integer")
+            out.append(RegisterValue(o, d.value, self._scaler_units[o]))
+        return out
+
     async def read_registers(
         self, obis_list: Sequence[Obis], class_id: int = 3
     ) -> list[RegisterValue]:
@@ -338,12 +541,7 @@ class MeterReader:
         data = await self.get_many(descriptors)
         for o, d in zip(need_su, data[len(obis_list) :], strict=True):
             self._scaler_units[o] = _scaler_unit(d, o)
-        out = []
-        for o, d in zip(obis_list, data, strict=False):
-            if not isinstance(d.value, int) or isinstance(d.value, bool):
-                raise DecodeError(f"register {o} value is {d.type.name}, not an integer")
-            out.append(RegisterValue(o, d.value, self._scaler_units[o]))
-        return out
+        return self._registers(obis_list, data)
 
     async def read_profile(self, obis: Obis, start: datetime, end: datetime) -> ProfileData:
         """Rows of a profile (class 7) captured in [start, end] (aware datetimes)."""
@@ -451,22 +649,46 @@ def _rows(
 # ---------------------------------------------------------------------------- one-call read
 
 
+_SERIAL_SCHEMES = ("serial", "socket", "rfc2217")
+
+
 def open_transport(
-    url: str, *, transport: str = "wrapper", client: int = 16, server: int = 1
+    url: str,
+    *,
+    transport: str = "wrapper",
+    client: int = 16,
+    server: int = 1,
+    baud: int = 9600,
 ) -> ApduTransport:
-    """A transport for ``tcp://host:port`` (wrapper or HDLC framing); not yet opened."""
+    """A transport, not yet opened, for ``tcp://host:port`` (wrapper or HDLC framing) or a
+    serial line with HDLC: ``serial:///dev/ttyUSB0``, ``socket://host:port`` (a TCP/serial
+    gateway through pyserial), ``rfc2217://host:port``; ``baud`` applies to serial lines."""
     parts = urlsplit(url)
+    if parts.scheme in _SERIAL_SCHEMES:
+        if transport != "hdlc":
+            raise ConfigError(
+                f"a serial line ({url}) carries HDLC: use transport hdlc", path="transport"
+            )
+        port = parts.path if parts.scheme == "serial" else url
+        if not port:
+            raise ConfigError(f"no device in {url!r} (serial:///dev/ttyX)", path="url")
+        from edge_core.transport.hdlc import HdlcSerialTransport
+
+        return HdlcSerialTransport(port, baud, client, (server, None))
     if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
-        raise ConfigError(f"meter URL must look like tcp://HOST:PORT, got {url!r}", path="url")
+        raise ConfigError(
+            f"meter URL must look like tcp://HOST:PORT or serial:///dev/ttyX, got {url!r}",
+            path="url",
+        )
     if transport == "wrapper":
-        from edge_core.transport.tcp import TcpWrapperTransport  # noqa: PLC0415 - asyncio only when reading
+        from edge_core.transport.tcp import TcpWrapperTransport
 
         return TcpWrapperTransport(
             parts.hostname, parts.port, client_wport=client, server_wport=server
         )
     if transport == "hdlc":
         try:
-            from edge_core.transport.hdlc import (  # noqa: PLC0415 - optional HDLC part
+            from edge_core.transport.hdlc import (
                 HdlcTcpTransport,
             )
         except ImportError as exc:
@@ -486,40 +708,92 @@ async def read_meter(
     transport: str = "wrapper",
     timeout: float = 10.0,
     password: bytes | None = None,
+    daily: tuple[datetime, datetime] | None = None,
+    events: tuple[datetime, datetime] | None = None,
+    event_logs: Sequence[Obis] = EVENT_LOG_OBIS,
+    set_clock: bool = False,
+    max_drift_s: float = 10.0,
+    clock_reference: Callable[[], datetime] | None = None,
+    baud: int = 9600,
+    security: Any = None,
+    meter_id: str | None = None,
 ) -> MeterRead:
-    """Connect, associate, read clock + registers (+ a profile range), release, disconnect.
+    """Connect, associate, read clock + registers (+ profile ranges, event logs), release,
+    disconnect.
 
-    ``obis`` None reads :data:`DEFAULT_REGISTERS` that the meter has (at least +A and -A);
-    ``load_profile`` is (start, end) as aware datetimes; ``timeout`` (s) bounds each request.
+    ``obis`` None reads :data:`DEFAULT_REGISTERS` that the meter has (at least +A and -A); an
+    empty sequence reads no register (profile-only reads). ``load_profile``, ``daily`` and
+    ``events`` are (start, end) as aware datetimes; ``events`` reads every log of
+    ``event_logs``. The clock is always compared with ``clock_reference()`` (default: now,
+    UTC) into ``clock_check``; it is set only when ``set_clock`` is True (configuration allows)
+    and the drift exceeds ``max_drift_s`` (s). ``timeout`` (s) bounds each request. ``security``
+    is an :class:`edge_core.meter.security.ReaderSecurity` (HLS-GMAC) or None.
     """
-    link = open_transport(url, transport=transport, client=client, server=server)
-    reader = MeterReader(link, client, server, meter_id=url, password=password, timeout=timeout)
+    link = open_transport(url, transport=transport, client=client, server=server, baud=baud)
+    name = meter_id or url
+    reader = MeterReader(
+        link, client, server, meter_id=name, password=password, timeout=timeout, security=security
+    )
+    now = clock_reference or (lambda: datetime.now(UTC))
     await link.open()
     try:
         await reader.associate()
-        clock = await reader.read_clock()
+        reference = now()
+        started = time.monotonic()
         if obis is None:
-            registers = await _default_registers(reader)
+            clock, registers = await _clock_and_default_registers(reader)
         else:
-            registers = await reader.read_registers(list(obis))
+            clock, registers = await reader.read_clock_and_registers(list(obis))
+        drift = (clock - reference).total_seconds() - (time.monotonic() - started) / 2
+        adjusted = False
+        if set_clock and abs(drift) > max_drift_s:
+            await reader.set_clock(now().astimezone(clock.tzinfo))
+            adjusted = True
+        check = ClockCheck(clock, round(drift, 3), adjusted)
         profile = None
         if load_profile is not None:
             profile = await reader.read_profile(profile_obis, *load_profile)
+        daily_profile = None
+        if daily is not None:
+            daily_profile = await reader.read_profile(DAILY_PROFILE_OBIS, *daily)
+        records: tuple[EventRecord, ...] | None = None
+        if events is not None:
+            got: list[EventRecord] = []
+            for log in event_logs:
+                got.extend(await reader.read_events(log, *events))
+            records = tuple(got)
         await reader.release()
     finally:
         await link.close()
-    return MeterRead(url, clock, tuple(registers), profile, link.stats)
+    return MeterRead(
+        name,
+        clock,
+        tuple(registers),
+        profile,
+        link.stats,
+        daily_profile=daily_profile,
+        events=records,
+        clock_check=check,
+    )
 
 
-async def _default_registers(reader: MeterReader) -> list[RegisterValue]:
+async def _clock_and_default_registers(
+    reader: MeterReader,
+) -> tuple[datetime, list[RegisterValue]]:
     try:
-        return await reader.read_registers(list(DEFAULT_REGISTERS))
+        return await reader.read_clock_and_registers(list(DEFAULT_REGISTERS))
     except MeterError:
         # Not every meter has reactive registers: read what it has, +A and -A at least.
-        out = list(await reader.read_registers(list(DEFAULT_REGISTERS[:2])))
+        clock, out = await reader.read_clock_and_registers(list(DEFAULT_REGISTERS[:2]))
         for o in DEFAULT_REGISTERS[2:]:
             try:
                 out.extend(await reader.read_registers([o]))
             except MeterError as exc:
                 logger.info("meter %s has no %s: %s", reader.meter_id, o, exc)
-        return out
+        return clock, out
+
+
+async def _default_registers(reader: MeterReader) -> list[RegisterValue]:
+    """Kept for callers of the earlier API: the default registers without the clock."""
+    _, registers = await _clock_and_default_registers(reader)
+    return registers

@@ -30,6 +30,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--transport", choices=("wrapper", "hdlc"), default="wrapper")
     p.add_argument("--seed", type=int, default=1, help="seed of the consumption model")
     p.add_argument(
+        "--serial",
+        action="store_true",
+        help="serve each meter on a pseudo-terminal (HDLC only); prints the device paths",
+    )
+    p.add_argument("--auth", choices=("none", "low"), default="none", help="authentication level")
+    p.add_argument("--password", help="LLS password (--auth low)")
+    p.add_argument(
         "--start",
         help="first day of the profile buffers, YYYY-MM-DD (default: 7 days ago)",
     )
@@ -57,10 +64,24 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, start: date) -> int:
-    from edge_core.simulator.server import serve_meters  # noqa: PLC0415 - CLI imports lazily
+    from edge_core.simulator.server import serve_meters
 
+    if args.serial and args.transport != "hdlc":
+        raise ConfigError("--serial needs --transport hdlc", path="serial")
+    password = None
+    if args.auth == "low":
+        if not args.password:
+            raise ConfigError("--auth low needs --password", path="password")
+        password = args.password.encode()
     handle = await serve_meters(
-        args.meters, args.host, args.port, args.seed, start, transport=args.transport
+        args.meters,
+        args.host,
+        args.port,
+        args.seed,
+        start,
+        transport=args.transport,
+        serial=args.serial,
+        password=password,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_core.dlms.apdu import decode_apdu, decode_results
+from edge_core.dlms.apdu import MethodDescriptor, decode_apdu, decode_results
 from edge_core.dlms.axdr import decode_data
 from edge_core.dlms.client import ClientConnection
 from edge_core.dlms.cosem import CaptureObject, CosemDateTime, ScalerUnit
@@ -102,3 +102,51 @@ def test_server_never_raises(meter: SimulatedMeter, requests: list[bytes]) -> No
         answer = s.receive_apdu(raw)
         if answer is not None:
             decode_apdu(answer)  # whatever it answers is well-formed
+
+
+_SET_ACTION_SEEDS = [
+    bytes.fromhex(h)
+    for h in (
+        "c101c1000800000100 00ff0200 090c07ea0b1a040a050000ffc400".replace(" ", ""),
+        "c102c1000100006001 00ff020000000000010209 02".replace(" ", ""),
+        "c103c3010000000202 6162".replace(" ", ""),
+        "c501c100",
+        "c503c10000000002",
+        "c301c1000f0000280000ff0101091110101010101010101010101010101010101010",
+        "c701c100",
+        "c701c1000100090201 02".replace(" ", ""),
+    )
+]
+
+
+@FUZZ
+@given(
+    st.sampled_from(_SET_ACTION_SEEDS),
+    st.integers(0, 63),
+    st.integers(0, 255),
+    st.integers(0, 2),
+)
+def test_set_action_mutations_raise_only_protocol_errors(
+    seed: bytes, pos: int, value: int, mode: int
+) -> None:
+    pos %= len(seed)
+    data = (
+        seed[:pos] + bytes([value]) + seed[pos + 1 :]
+        if mode == 0
+        else seed[:pos]
+        if mode == 1
+        else seed[:pos] + bytes([value]) + seed[pos:]
+    )
+    with contextlib.suppress(ProtocolError):
+        decode_apdu(data)
+    meter = SimulatedMeter(0, seed=1, start=date(2026, 1, 1), clock=lambda: datetime(2026, 1, 2, tzinfo=UTC))
+    server = ServerConnection(meter)
+    client = ClientConnection()
+    aare = server.receive_apdu(client.associate())
+    assert aare is not None
+    server.receive_apdu(data)  # never raises (robustness rule)
+    client.receive_apdu(aare)
+    client.action(MethodDescriptor(7, Obis(1, 0, 99, 1, 0, 255), 1))
+    # a mutated answer to an ACTION: a typed error or an event, nothing else
+    with contextlib.suppress(AmiError):
+        client.receive_apdu(data)

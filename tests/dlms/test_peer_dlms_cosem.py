@@ -33,20 +33,20 @@ from tests.dlms.vectors import APDU_VECTORS, AXDR_VECTORS
 pytestmark = pytest.mark.peer
 
 dc = pytest.importorskip("dlms_cosem", reason="dlms-cosem 21.3.2 (test-only peer) is not installed")
-from dlms_cosem import dlms_data, enumerations  # noqa: E402
-from dlms_cosem.cosem import CosemAttribute  # noqa: E402
-from dlms_cosem.cosem import Obis as TheirObis  # noqa: E402
-from dlms_cosem.cosem.capture_object import CaptureObject as TheirCapture  # noqa: E402
-from dlms_cosem.cosem.selective_access import RangeDescriptor as TheirRange  # noqa: E402
-from dlms_cosem.protocol.acse import (  # noqa: E402
+from dlms_cosem import dlms_data, enumerations
+from dlms_cosem.cosem import CosemAttribute
+from dlms_cosem.cosem import Obis as TheirObis
+from dlms_cosem.cosem.capture_object import CaptureObject as TheirCapture
+from dlms_cosem.cosem.selective_access import RangeDescriptor as TheirRange
+from dlms_cosem.protocol.acse import (
     ApplicationAssociationRequest,
     ApplicationAssociationResponse,
 )
-from dlms_cosem.protocol.acse.user_information import UserInformation  # noqa: E402
-from dlms_cosem.protocol.xdlms import data_notification  # noqa: E402
-from dlms_cosem.protocol.xdlms import get as their_get  # noqa: E402
-from dlms_cosem.protocol.xdlms.conformance import Conformance as TheirConformance  # noqa: E402
-from dlms_cosem.protocol.xdlms.initiate_request import InitiateRequest as TheirInitiate  # noqa: E402
+from dlms_cosem.protocol.acse.user_information import UserInformation
+from dlms_cosem.protocol.xdlms import data_notification
+from dlms_cosem.protocol.xdlms import get as their_get
+from dlms_cosem.protocol.xdlms.conformance import Conformance as TheirConformance
+from dlms_cosem.protocol.xdlms.initiate_request import InitiateRequest as TheirInitiate
 
 CLOCK = Obis(0, 0, 1, 0, 0, 255)
 PROFILE = Obis(1, 0, 99, 1, 0, 255)
