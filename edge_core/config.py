@@ -26,6 +26,7 @@ __all__ = [
     "EdgeConfig",
     "MeterConfig",
     "MqttConfig",
+    "PushSettings",
     "ScheduleSettings",
     "SpoolSettings",
     "UplinkConfig",
@@ -214,6 +215,7 @@ class ScheduleSettings:
     clock_check_s: int = 86400  # how often the meter clock is compared with the DCU's
     max_clock_drift_s: int = 10  # drift beyond which the clock is reported (and set if allowed)
     set_clock: bool = False
+    events: bool = True  # read the event logs (standard, fraud, power quality, power failure)
     backfill_max_days: int = 31  # never ask a meter for more history than this
     max_concurrent_tcp: int = 16  # TCP meters read at the same time
 
@@ -226,6 +228,7 @@ class ScheduleSettings:
             clock_check_s=r.get("clock_check_s", int, 86400),
             max_clock_drift_s=r.get("max_clock_drift_s", int, 10),
             set_clock=r.get("set_clock", bool, False),
+            events=r.get("events", bool, True),
             backfill_max_days=r.get("backfill_max_days", int, 31),
             max_concurrent_tcp=r.get("max_concurrent_tcp", int, 16),
         )
@@ -306,6 +309,22 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PushSettings:
+    """The listener meters push DataNotifications to (alarms, last gasp): IDIS push setup's
+    destination is this host and port, wrapper framing over TCP. Port 0: no listener."""
+
+    host: str = "0.0.0.0"
+    port: int = 0
+
+    @classmethod
+    def from_reader(cls, r: _Reader) -> PushSettings:
+        out = cls(host=r.get("host", str, "0.0.0.0"), port=r.get("port", int, 0))
+        _range(out.port, 0, 65535, r._p("port"))
+        r.done()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class EdgeConfig:
     """The whole edge runtime configuration."""
 
@@ -318,6 +337,7 @@ class EdgeConfig:
     timezone: str = "UTC"  # the meters' local time zone (daily reads, DST days)
     alarms: AlarmSettings = field(default_factory=AlarmSettings)
     powerfail: PowerFailSettings | None = None  # the DCU's own power-fail input, if wired
+    push: PushSettings = field(default_factory=PushSettings)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> EdgeConfig:
@@ -345,6 +365,7 @@ class EdgeConfig:
             spool=SpoolSettings.from_reader(r.section("spool")),
             uplink=UplinkConfig.from_reader(r.section("uplink")),
             mqtt=MqttConfig.from_reader(r.section("mqtt")),
+            push=PushSettings.from_reader(r.section("push")),
             timezone=tz,
             alarms=AlarmSettings.from_mapping(_raw_section(r, "alarms") or {}),
             powerfail=(

@@ -11,6 +11,11 @@ Theory of operation
   Nothing read twice is stored twice.
 * The daily (midnight billing) profile is read once per meter day, ``daily_after_s`` after
   00:00, by range from its own high-water mark.
+* One association per poll: the load profile range, the daily range when due, the event logs
+  since the last poll and the clock check travel in the same session (fewer round trips, one
+  login on the meter). Event-log rows and profile status bits go to ``on_events`` (the alarm
+  engine, which dedupes what it has seen); the clock drift is counted and, where configuration
+  allows, the meter clock is set by the reader.
 * A failed read is counted and retried at the next period; consecutive failures are reported to
   the ``on_comm`` callback (comm loss / restore) so the alarm engine can decide.
 """
@@ -23,6 +28,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_core.clock import Clock
@@ -30,7 +36,15 @@ from edge_core.config import EdgeConfig, MeterConfig
 from edge_core.errors import AmiError, MeterError, ProtocolError, TransportError
 from edge_core.model import DataClass, Reading
 
-__all__ = ["DAILY_PROFILE", "HIGH_WATER_OBIS", "LOAD_PROFILE", "Acquisition", "AcquisitionStats"]
+__all__ = [
+    "DAILY_PROFILE",
+    "HIGH_WATER_OBIS",
+    "LOAD_PROFILE",
+    "Acquisition",
+    "AcquisitionStats",
+    "ReadOutcome",
+    "ReadPlan",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +56,31 @@ DAILY_INITIAL_BACKFILL_S = 3 * 86400
 
 PutReadings = Callable[[Sequence[Reading]], Awaitable[object]]
 LastCapture = Callable[[str, str, DataClass], Awaitable[int | None]]
-ReadProfile = Callable[..., Awaitable[list[Reading]]]
 CommCallback = Callable[[str, bool, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPlan:
+    """What one poll asks of one meter: aware (start, end) ranges, None for 'not this time'."""
+
+    profile: tuple[datetime, datetime] | None
+    daily: tuple[datetime, datetime] | None
+    events: tuple[datetime, datetime] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOutcome:
+    """What one poll got: readings to spool, event-log rows (``EventRecord``-like objects with
+    meter, log, time, code, duration_s) and the clock drift (s, meter - DCU)."""
+
+    readings: list[Reading]
+    events: list[Any] = field(default_factory=list)
+    clock_drift_s: float | None = None
+    clock_adjusted: bool = False
+
+
+ReadMeter = Callable[[MeterConfig, ReadPlan], Awaitable[ReadOutcome]]
+EventsCallback = Callable[[str, list[Any], list[Reading]], Awaitable[None]]
 
 
 @dataclass
@@ -56,6 +93,9 @@ class MeterState:
     stored: int = 0
     duplicates: int = 0
     last_daily_day: str = ""
+    last_event_time: float = 0.0  # newest event-log row seen (epoch s)
+    clock_drift_s: float | None = None
+    clock_adjustments: int = 0
 
 
 @dataclass
@@ -68,6 +108,7 @@ class AcquisitionStats:
             "failures": sum(m.failures for m in self.meters.values()),
             "stored": sum(m.stored for m in self.meters.values()),
             "duplicates": sum(m.duplicates for m in self.meters.values()),
+            "clock_adjustments": sum(m.clock_adjustments for m in self.meters.values()),
         }
 
 
@@ -81,8 +122,9 @@ class Acquisition:
         *,
         put: PutReadings,
         last_capture: LastCapture,
-        read_profile: ReadProfile,
+        read: ReadMeter,
         on_comm: CommCallback | None = None,
+        on_events: EventsCallback | None = None,
         initial_backfill_s: int = 86400,
         seed: int | None = None,
     ) -> None:
@@ -90,8 +132,9 @@ class Acquisition:
         self.clock = clock
         self._put = put
         self._last_capture = last_capture
-        self._read_profile = read_profile
+        self._read = read
         self._on_comm = on_comm
+        self._on_events = on_events
         self.initial_backfill_s = initial_backfill_s
         self.stats = AcquisitionStats({m.id: MeterState() for m in config.meters})
         self._bus_locks: dict[str, asyncio.Lock] = {}
@@ -141,19 +184,14 @@ class Acquisition:
         retries and backfills by range.
         """
         state = self.stats.meters[meter.id]
-        stored = 0
         try:
             async with self._slot(meter):
                 self._in_flight += 1
                 try:
-                    stored += await self._read_profile_range(
-                        meter, LOAD_PROFILE, DataClass.INTERVAL
-                    )
-                    if self._daily_due(meter, state):
-                        stored += await self._read_profile_range(
-                            meter, DAILY_PROFILE, DataClass.DAILY
-                        )
-                        state.last_daily_day = self._meter_day()
+                    plan = await self._plan(meter, state)
+                    if plan is None:
+                        return 0
+                    outcome = await self._read(meter, plan)
                 finally:
                     self._in_flight -= 1
         except (TransportError, MeterError, ProtocolError) as exc:
@@ -161,38 +199,50 @@ class Acquisition:
             state.consecutive_failures += 1
             state.last_error = str(exc)
             log.warning(
-                "meter %s: read failed (%d in a row): %s", meter.id, state.consecutive_failures, exc
+                "meter %s: read failed (%d in a row): %s",
+                meter.id,
+                state.consecutive_failures,
+                exc,
             )
             if self._on_comm:
                 self._on_comm(meter.id, False, state.consecutive_failures)
             return 0
-        except AmiError:
+        except AmiError as exc:  # e.g. a configuration the meter cannot honour
             state.failures += 1
-            log.exception("meter %s: read failed", meter.id)
+            state.last_error = str(exc)
+            log.error("meter %s: read failed: %s: %s", meter.id, type(exc).__name__, exc)
             return 0
         if state.consecutive_failures and self._on_comm:
             self._on_comm(meter.id, True, state.consecutive_failures)
         state.consecutive_failures = 0
         state.reads += 1
         state.last_success = self.clock.now()
+        if plan.daily is not None:
+            state.last_daily_day = self._meter_day()
+        stored = await self._store(meter, outcome.readings)
+        self._note_clock(meter, state, outcome)
+        if plan.events is not None:
+            state.last_event_time = plan.events[1].timestamp()
+        if self._on_events is not None and (outcome.events or outcome.readings):
+            await self._on_events(meter.id, outcome.events, outcome.readings)
         return stored
 
-    def _meter_day(self) -> str:
-        local = self.clock.now_dt().astimezone(ZoneInfo(self.config.timezone))
-        return local.date().isoformat()
-
-    def _daily_due(self, meter: MeterConfig, state: MeterState) -> bool:
-        local = self.clock.now_dt().astimezone(ZoneInfo(self.config.timezone))
-        since_midnight = local.hour * 3600 + local.minute * 60 + local.second
-        return (
-            state.last_daily_day != local.date().isoformat()
-            and since_midnight >= self.config.schedule.daily_after_s
-        )
-
-    async def _read_profile_range(
-        self, meter: MeterConfig, obis: str, data_class: DataClass
-    ) -> int:
+    async def _plan(self, meter: MeterConfig, state: MeterState) -> ReadPlan | None:
         now = self.clock.now_dt()
+        profile = await self._range(meter, DataClass.INTERVAL, now)
+        daily = await self._range(meter, DataClass.DAILY, now) if self._daily_due(state) else None
+        if state.last_event_time:
+            since = datetime.fromtimestamp(state.last_event_time, timezone.utc)
+        else:
+            since = now - timedelta(seconds=self.initial_backfill_s)
+        events = (since, now) if self.config.schedule.events and since < now else None
+        if profile is None and daily is None and events is None:
+            return None
+        return ReadPlan(profile, daily, events)
+
+    async def _range(
+        self, meter: MeterConfig, data_class: DataClass, now: datetime
+    ) -> tuple[datetime, datetime] | None:
         last = await self._last_capture(meter.id, HIGH_WATER_OBIS, data_class)
         oldest = now - timedelta(days=self.config.schedule.backfill_max_days)
         if last is None:
@@ -205,9 +255,9 @@ class Acquisition:
         else:
             start = datetime.fromtimestamp(last + 1, timezone.utc)
         start = max(start, oldest)
-        if start >= now:
-            return 0
-        readings = await self._read_profile(meter, obis, start, now, data_class)
+        return (start, now) if start < now else None
+
+    async def _store(self, meter: MeterConfig, readings: list[Reading]) -> int:
         if not readings:
             return 0
         result = await self._put(readings)
@@ -215,5 +265,32 @@ class Acquisition:
         state = self.stats.meters[meter.id]
         state.stored += stored
         state.duplicates += int(getattr(result, "duplicates", 0))
-        log.debug("meter %s: %s %s..%s -> %d stored", meter.id, obis, start, now, stored)
         return stored
+
+    def _note_clock(self, meter: MeterConfig, state: MeterState, outcome: ReadOutcome) -> None:
+        state.clock_drift_s = outcome.clock_drift_s
+        if outcome.clock_adjusted:
+            state.clock_adjustments += 1
+            log.warning("meter %s: clock set (drift was %.1f s)", meter.id, outcome.clock_drift_s)
+        elif (
+            outcome.clock_drift_s is not None
+            and abs(outcome.clock_drift_s) > self.config.schedule.max_clock_drift_s
+        ):
+            log.warning(
+                "meter %s: clock drift %.1f s beyond %d s (setting not allowed)",
+                meter.id,
+                outcome.clock_drift_s,
+                self.config.schedule.max_clock_drift_s,
+            )
+
+    def _meter_day(self) -> str:
+        local = self.clock.now_dt().astimezone(ZoneInfo(self.config.timezone))
+        return local.date().isoformat()
+
+    def _daily_due(self, state: MeterState) -> bool:
+        local = self.clock.now_dt().astimezone(ZoneInfo(self.config.timezone))
+        since_midnight = local.hour * 3600 + local.minute * 60 + local.second
+        return (
+            state.last_daily_day != local.date().isoformat()
+            and since_midnight >= self.config.schedule.daily_after_s
+        )

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,48 @@ from edge_core.alarms import (
     AlarmSettings,
     MeterCommLost,
     MeterCommRestored,
+    MeterPowerDown,
     OutageEngine,
     PowerFailMonitor,
     PowerFailSettings,
+    event_log_to_events,
+    power_failure_log_to_events,
+    profile_status_to_events,
 )
 from edge_core.clock import Clock
 from edge_core.errors import AmiError, SpoolError
+from edge_core.model import Reading
 
-__all__ = ["AlarmService", "FileSequence"]
+__all__ = ["POWER_FAILURE_LOG", "AlarmService", "FileSequence", "records_to_events"]
+
+POWER_FAILURE_LOG = "1.0.99.97.0.255"
+LAST_GASP_BIT = 0x01  # alarm register bit 0 (SMR5 / IDIS alarm push)
+QUALITY_BITS = 0x24  # profile status: bit 5 clock adjusted, bit 2 data not valid
+
+
+def records_to_events(meter: str, records: Iterable[Any], readings: Iterable[Reading]) -> list[Any]:
+    """Event-log rows and profile status bits of one poll as engine inputs, oldest first.
+
+    ``records`` are ``EventRecord``-like (log, time, code, duration_s). Power-failure log rows
+    become power-ups carrying the outage duration the meter measured; every other log row goes
+    through the IDIS code table. Status bits repeat on every channel of a row: one event per
+    capture time."""
+    out: list[tuple[datetime, int, Any]] = []
+    for rec in records:
+        if str(rec.log) == POWER_FAILURE_LOG and rec.duration_s is not None:
+            events = power_failure_log_to_events(meter, [(rec.time, int(rec.duration_s))])
+        else:
+            events = event_log_to_events([(meter, int(rec.code), rec.time)])
+        out.extend((rec.time, 1, e) for e in events)
+    seen: set[int] = set()
+    for r in readings:
+        if r.status & QUALITY_BITS and r.capture_time not in seen:
+            seen.add(r.capture_time)
+            t = datetime.fromtimestamp(r.capture_time, timezone.utc)
+            out.extend((t, 0, e) for e in profile_status_to_events(meter, t, r.status))
+    out.sort(key=lambda item: (item[0], item[1]))
+    return [e for _, _, e in out]
+
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +159,22 @@ class AlarmService:
             msgs = self.engine.handle_many(list(events), now=self.clock.now_dt())
             await self._deliver(msgs)
         return msgs
+
+    async def feed_meter_records(
+        self, meter: str, records: list[Any], readings: list[Reading]
+    ) -> list[AlarmMessage]:
+        """One poll's event-log rows and profile statuses (see :func:`records_to_events`)."""
+        events = records_to_events(meter, records, readings)
+        return await self.feed(events) if events else []
+
+    async def feed_push(self, push: Any) -> list[AlarmMessage]:
+        """A DataNotification push: the alarm register's last-gasp bit is a power-down."""
+        bits = next((v for v in reversed(push.values) if isinstance(v, int)), 0)
+        if not bits & LAST_GASP_BIT:
+            log.info("push from %s with alarm bits %#x: no power event", push.meter, bits)
+            return []
+        when = push.time or self.clock.now_dt()
+        return await self.feed([MeterPowerDown(push.meter, when, source="push")])
 
     def on_comm(self, meter: str, ok: bool, _failures: int) -> None:
         """Acquisition's callback (called on the loop): one event per poll outcome."""

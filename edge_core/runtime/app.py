@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,10 @@ from edge_core.bus.base import Bus, Subscription
 from edge_core.clock import Clock, SystemClock
 from edge_core.config import EdgeConfig, MeterConfig
 from edge_core.dlms.obis import Obis
-from edge_core.errors import AmiError, PublishError, SpoolError
+from edge_core.errors import AmiError, ConfigError, PublishError, SpoolError
 from edge_core.meter import read_meter
 from edge_core.model import DataClass, Reading, Topics
-from edge_core.runtime.acquisition import Acquisition
+from edge_core.runtime.acquisition import Acquisition, ReadOutcome, ReadPlan
 from edge_core.runtime.alarm_service import AlarmService
 from edge_core.runtime.commands import CommandHandler, ReadRequest
 from edge_core.spool.store import PutResult, Spool
@@ -77,6 +76,8 @@ class EdgeApp:
         self.alarms: AlarmService | None = None
         self.commands = CommandHandler(config, self._on_demand_read, self._respond, self._now_iso)
         self._uplink_task: asyncio.Task[None] | None = None
+        self._push_task: asyncio.Task[None] | None = None
+        self.pushes_received = 0
         self.local_offer_failures = 0
         self.bad_local_messages = 0
         self.anomalies_spooled = 0
@@ -109,6 +110,8 @@ class EdgeApp:
             sequence_path=Path(self.config.spool.path).with_suffix(".alarm-seq"),
         )
         await self.alarms.start()
+        if self.config.push.port:
+            self._push_task = asyncio.create_task(self._listen_for_pushes(), name="push-listener")
         self.acquisition = self._new_acquisition(self.config)
         await self.acquisition.start()
         self._subs.append(await self.bus.subscribe(self.topics.read_request, self._on_command))
@@ -131,8 +134,9 @@ class EdgeApp:
             self.clock,
             put=self._put,
             last_capture=self._last_capture,
-            read_profile=self._read_profile,
+            read=self._read,
             on_comm=self.alarms.on_comm if self.alarms is not None else None,
+            on_events=self._on_meter_events,
             initial_backfill_s=self._initial_backfill_s,
             seed=self._seed,
         )
@@ -166,6 +170,10 @@ class EdgeApp:
             await self._reconfiguring
         if self.acquisition is not None:
             await self.acquisition.stop()
+        if self._push_task is not None:
+            self._push_task.cancel()
+            await asyncio.gather(self._push_task, return_exceptions=True)
+            self._push_task = None
         if self.alarms is not None:
             await self.alarms.stop()
         if self.uplink is not None and drain_timeout > 0:
@@ -245,22 +253,66 @@ class EdgeApp:
 
     # -- meters ---------------------------------------------------------------------------
 
-    async def _read_profile(
-        self, meter: MeterConfig, obis: str, start: datetime, end: datetime, data_class: DataClass
-    ) -> list[Reading]:
+    async def _credentials(self, meter: MeterConfig) -> dict[str, Any]:
+        """Association secrets of one meter, read through the bus (never logged)."""
+        if meter.auth.level == "low":
+            return {"password": await self.bus.get_secret(meter.auth.password_secret)}
+        if meter.auth.level == "hls-gmac":
+            raise ConfigError(
+                "HLS-GMAC meters are not read by the runtime yet", path=f"meters[{meter.id}].auth"
+            )
+        return {}
+
+    async def _read(self, meter: MeterConfig, plan: ReadPlan) -> ReadOutcome:
+        """One association: profile range, daily range, event logs and the clock check."""
+        schedule = self.config.schedule
         result = await read_meter(
             meter.url,
             client=meter.client,
             server=meter.server,
             obis=(),
-            load_profile=(start, end),
-            profile_obis=Obis.parse(obis),
+            load_profile=plan.profile,
+            daily=plan.daily,
+            events=plan.events,
             transport=meter.transport,
             timeout=meter.timeout_s,
+            baud=meter.baud,
+            set_clock=schedule.set_clock,
+            max_drift_s=schedule.max_clock_drift_s,
+            clock_reference=self.clock.now_dt,
+            meter_id=meter.id,
+            **await self._credentials(meter),
         )
-        if result.load_profile is None:
-            return []
-        return result.load_profile.to_readings(meter.id, data_class)
+        readings: list[Reading] = []
+        if result.load_profile is not None:
+            readings += result.load_profile.to_readings(meter.id, DataClass.INTERVAL)
+        if result.daily_profile is not None:
+            readings += result.daily_profile.to_readings(meter.id, DataClass.DAILY)
+        check = result.clock_check
+        return ReadOutcome(
+            readings,
+            list(result.events or ()),
+            check.drift_s if check is not None else None,
+            bool(check and check.adjusted),
+        )
+
+    async def _listen_for_pushes(self) -> None:
+        """Meters' DataNotification pushes (alarm register, last gasp) into the alarm engine."""
+        from edge_core.meter.push import PushListener
+
+        push = self.config.push
+        async with PushListener(push.host, push.port) as listener:
+            log.info("listening for meter pushes on %s:%d", push.host, listener.port)
+            async for received in listener:
+                self.pushes_received += 1
+                if self.alarms is not None:
+                    await self.alarms.feed_push(received)
+
+    async def _on_meter_events(
+        self, meter: str, records: list[Any], readings: list[Reading]
+    ) -> None:
+        if self.alarms is not None:
+            await self.alarms.feed_meter_records(meter, records, readings)
 
     async def _on_demand_read(self, meter: MeterConfig, req: ReadRequest) -> Mapping[str, Any]:
         result = await read_meter(
@@ -271,6 +323,9 @@ class EdgeApp:
             load_profile=req.profile,
             transport=meter.transport,
             timeout=meter.timeout_s,
+            baud=meter.baud,
+            meter_id=meter.id,
+            **await self._credentials(meter),
         )
         doc = result.to_json()
         doc.pop("meter", None)  # the URL; the response names the meter by id

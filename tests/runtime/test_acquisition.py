@@ -12,7 +12,14 @@ from edge_core.clock import ManualClock
 from edge_core.config import EdgeConfig, MeterConfig
 from edge_core.errors import MeterTimeoutError
 from edge_core.model import DataClass, Reading
-from edge_core.runtime.acquisition import DAILY_PROFILE, HIGH_WATER_OBIS, LOAD_PROFILE, Acquisition
+from edge_core.runtime.acquisition import (
+    DAILY_PROFILE,
+    HIGH_WATER_OBIS,
+    LOAD_PROFILE,
+    Acquisition,
+    ReadOutcome,
+    ReadPlan,
+)
 from edge_core.spool import Spool
 
 T0 = 1_750_000_500.0  # 2025-06-15T15:15:00Z, a quarter-hour boundary
@@ -23,11 +30,25 @@ class FakeMeter:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, datetime, datetime]] = []
+        self.plans: list[ReadPlan] = []
+        self.events: list[object] = []
+        self.drift: float | None = 0.5
         self.fail = 0
         self.active = 0
         self.max_active = 0
 
-    async def read(
+    async def read(self, meter: MeterConfig, plan: ReadPlan) -> ReadOutcome:
+        self.plans.append(plan)
+        readings: list[Reading] = []
+        for obis, rng, dc in (
+            (LOAD_PROFILE, plan.profile, DataClass.INTERVAL),
+            (DAILY_PROFILE, plan.daily, DataClass.DAILY),
+        ):
+            if rng is not None:
+                readings += await self.read_range(meter, obis, rng[0], rng[1], dc)
+        return ReadOutcome(readings, list(self.events), self.drift, False)
+
+    async def read_range(
         self, meter: MeterConfig, obis: str, start: datetime, end: datetime, dc: DataClass
     ) -> list[Reading]:
         self.active += 1
@@ -63,7 +84,7 @@ def _setup(tmp_path: Path, meters: list[dict]) -> tuple[Acquisition, FakeMeter, 
         return spool.last_capture(m, o, dc)
 
     acq = Acquisition(
-        cfg, clock, put=put, last_capture=last, read_profile=meter.read, initial_backfill_s=3600
+        cfg, clock, put=put, last_capture=last, read=meter.read, initial_backfill_s=3600
     )
     return acq, meter, spool, clock
 
@@ -115,14 +136,14 @@ def test_reading_an_overlapping_range_stores_nothing_twice(tmp_path: Path) -> No
     asyncio.run(acq.read_once(m))
     before = spool.stats().to_dict()
     # The meter answers a wider range than asked (some do): the spool refuses the repeats.
-    original = meter.read
+    original = meter.read_range
 
     async def wider(meter_cfg, obis, start, end, dc):
         return await original(
             meter_cfg, obis, datetime.fromtimestamp(T0 - 3600, timezone.utc), end, dc
         )
 
-    acq._read_profile = wider
+    meter.read_range = wider
     clock.advance(900)
     asyncio.run(acq.read_once(m))
     assert acq.stats.meters["M1"].duplicates >= 4
@@ -167,4 +188,29 @@ def test_daily_read_waits_until_after_midnight_meter_time(
         clock.advance(900)
         asyncio.run(acq.read_once(acq.config.meters[0]))
         assert len([r for r in meter.requests if r[1] == DAILY_PROFILE]) == 1
+    spool.close()
+
+
+def test_one_poll_carries_profile_daily_events_and_clock_and_reports_events(tmp_path: Path) -> None:
+    acq, meter, spool, clock = _setup(tmp_path, [{"id": "M1", "url": "tcp://127.0.0.1:1"}])
+    seen: list[tuple[str, list, int]] = []
+
+    async def on_events(mid, records, readings):
+        seen.append((mid, list(records), len(readings)))
+
+    acq._on_events = on_events
+    meter.events = ["an event-log row"]
+    meter.drift = 42.0
+    m = acq.config.meters[0]
+    asyncio.run(acq.read_once(m))
+    first = meter.plans[0]
+    assert first.profile is not None and first.daily is not None and first.events is not None
+    assert first.events[0].timestamp() == T0 - 3600  # initial window, like the profile
+    assert seen == [("M1", ["an event-log row"], seen[0][2])]
+    assert acq.stats.meters["M1"].clock_drift_s == 42.0
+    clock.advance(900)
+    asyncio.run(acq.read_once(m))
+    second = meter.plans[1]
+    assert second.daily is None  # once per meter day
+    assert second.events[0] == first.events[1]  # event logs continue where the last poll ended
     spool.close()
