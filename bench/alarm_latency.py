@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import resource
@@ -75,6 +76,15 @@ class _TimedBus(MqttBus):
             self.acked_at.setdefault(payload, time.perf_counter())
 
 
+async def _ticker(out: list[float], period_s: float = 0.002) -> None:
+    """How late the event loop wakes a 2 ms sleep (ms): a stalled loop delays every alarm."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(period_s)
+        out.append(max(0.0, (loop.time() - t - period_s) * 1000.0))
+
+
 async def _alarm(uplink: Uplink, bus: _TimedBus, n: int, out: list[tuple[float, float]]) -> None:
     payload = b'{"event":"power_down","n":%d}' % n
     t0 = time.perf_counter()
@@ -122,6 +132,8 @@ async def _phase(
     try:
         async with Uplink(spool, bus, TOPICS, settings) as uplink:
             run = asyncio.create_task(uplink.run())
+            stalls: list[float] = []
+            ticker = asyncio.create_task(_ticker(stalls))
             until: asyncio.Future[Any] | None = None
             t0 = time.perf_counter()
             if drain:
@@ -132,12 +144,21 @@ async def _phase(
             if until is not None:
                 await until
             elapsed = time.perf_counter() - t0
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
             snap = uplink.snapshot()
             await uplink.stop()
             await run
         out = _summary([puback for puback, _ in lat])
         out["signal_to_durable"] = _summary([durable for _, durable in lat])
         out["alarms_while_draining"] = during
+        out["loop_stall_ms"] = {
+            "p99": _r(percentile(stalls, 99)),
+            "max": _r(max(stalls) if stalls else None),
+            "over_10ms": sum(1 for x in stalls if x > 10.0),
+            "ticks": len(stalls),
+        }
         if drain:
             out["drain_s"] = round(elapsed, 3)
             out["bulk_messages"] = snap["published_messages"] - snap["alarms_published"]

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import zstandard
 
 from edge_core.errors import BatchFormatError
@@ -48,9 +49,11 @@ __all__ = [
     "TOPIC_ALLOWANCE",
     "VERSION",
     "Batch",
+    "Columns",
     "canonical_order",
     "decode_batch",
     "encode_batch",
+    "encode_prefix",
     "encode_split",
     "iot_core_units",
     "new_batch_id",
@@ -177,108 +180,198 @@ def _check_header(batch: Batch) -> bytes:
 def _encode_body(readings: Sequence[Reading], data_class: DataClass) -> bytes:
     if not readings:
         raise BatchFormatError("a batch carries at least one reading")
-    ordered = sorted(readings, key=_sort_key)
-    # Group into meters and channel blocks (runs of equal meter, obis, scaler, unit).
-    meters: list[tuple[bytes, list[tuple[int, int]]]] = []
-    i, n = 0, len(ordered)
-    last_meter: str | None = None
-    while i < n:
-        r = ordered[i]
-        if r.meter != last_meter:
-            mid = r.meter.encode("utf-8")
-            if not 1 <= len(mid) <= MAX_METER_BYTES:
-                raise BatchFormatError(f"meter id must be 1..{MAX_METER_BYTES} bytes of UTF-8")
-            meters.append((mid, []))
-            last_meter = r.meter
-        j = i + 1
-        while j < n:
-            s = ordered[j]
-            if s.meter != r.meter or s.obis != r.obis or s.scaler != r.scaler or s.unit != r.unit:
-                break
-            j += 1
-        meters[-1][1].append((i, j))
-        i = j
-    directory = bytearray()
-    heads = bytearray()
-    tails = bytearray()
-    _put_uvarint(directory, len(meters))
-    for mid, blocks in meters:
-        _put_uvarint(directory, len(mid))
-        directory += mid
-        _put_uvarint(directory, len(blocks))
-        for start, stop in blocks:
-            _encode_block(directory, heads, tails, ordered, start, stop, data_class)
-    return bytes(directory + heads + tails)
-
-
-def _encode_block(  # noqa: PLR0917 (private hot-path helper)
-    out: bytearray,
-    heads: bytearray,
-    tails: bytearray,
-    rs: Sequence[Reading],
-    start: int,
-    stop: int,
-    data_class: DataClass,
-) -> None:
-    first = rs[start]
-    if not -128 <= first.scaler <= 127:
-        raise BatchFormatError(f"scaler {first.scaler} is not an int8")
-    if not 0 <= first.unit <= 255:
-        raise BatchFormatError(f"unit {first.unit} is not a uint8")
-    out += obis_to_bytes(first.obis)
-    out.append(first.scaler & 0xFF)
-    out.append(first.unit)
-    count = stop - start
-    _put_uvarint(out, count)
-    times = [rs[k].capture_time for k in range(start, stop)]
-    if times[0] < 0 or times[-1] >= (1 << 63):
-        raise BatchFormatError("capture times must be non-negative epoch seconds")
-    deltas = [b - a for a, b in itertools.pairwise(times)]
-    if any(d <= 0 for d in deltas):
-        raise BatchFormatError(f"duplicate capture time for meter {first.meter} {first.obis}")
-    _put_uvarint(out, times[0])
-    period = deltas[0] if deltas and all(d == deltas[0] for d in deltas) else 0
-    _put_uvarint(out, period)
-    if period == 0:
-        for d in deltas:
-            _put_uvarint(out, d)
-    k = start
-    while k < stop:
-        status = rs[k].status
-        if not 0 <= status <= 255:
-            raise BatchFormatError(f"status {status} is not a byte")
-        run_end = k + 1
-        while run_end < stop and rs[run_end].status == status:
-            run_end += 1
-        _put_uvarint(out, run_end - k)
-        out.append(status)
-        k = run_end
-    prev = 0
-    for k in range(start, stop):
-        r = rs[k]
-        v = r.value
+    for r in readings:
         if r.data_class != data_class:
             raise BatchFormatError(
                 f"reading of class {DataClass(r.data_class).name} in a {data_class.name} batch"
             )
-        if not _INT64_MIN <= v <= _INT64_MAX:
-            raise BatchFormatError(f"value {v} is not an int64 ({r.meter} {r.obis})")
-        d = v - prev
-        if not _INT64_MIN <= d <= _INT64_MAX:
-            d = _wrap64(d)
-        # zigzag varint split over two streams (the encoder's hot path): the first byte of
-        # each varint goes to `heads`, its continuation bytes to `tails`
-        z = (d << 1) if d >= 0 else ((-d) << 1) - 1
-        if z <= 0x7F:
-            heads.append(z)
-        else:
-            heads.append((z & 0x7F) | 0x80)
-            z >>= 7
-            while z > 0x7F:
-                tails.append((z & 0x7F) | 0x80)
-                z >>= 7
-            tails.append(z)
-        prev = v
+    ordered = sorted(readings, key=_sort_key)
+    cols = Columns.from_readings(ordered)
+    return _encode_columns(cols)
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Readings of one batch as parallel columns (what the spool hands the encoder).
+
+    Rows must be sorted by (meter, OBIS, capture time), where the OBIS order may be either
+    the order of its 6 bytes or of its dotted text (SQLite's ``ORDER BY obis``): the encoder
+    puts each meter's channel blocks into OBIS-byte order itself, so no Python-level sort of
+    the rows is needed.
+    """
+
+    meters: Sequence[str]
+    obis: Sequence[str]
+    times: Sequence[int]
+    values: Sequence[int]
+    scalers: Sequence[int]
+    units: Sequence[int]
+    statuses: Sequence[int]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @classmethod
+    def from_readings(cls, rs: Sequence[Reading]) -> Columns:
+        return cls(
+            [r.meter for r in rs],
+            [r.obis for r in rs],
+            [r.capture_time for r in rs],
+            [r.value for r in rs],
+            [r.scaler for r in rs],
+            [r.unit for r in rs],
+            [r.status for r in rs],
+        )
+
+    def head(self, n: int) -> Columns:
+        """The first ``n`` rows."""
+        return Columns(
+            self.meters[:n],
+            self.obis[:n],
+            self.times[:n],
+            self.values[:n],
+            self.scalers[:n],
+            self.units[:n],
+            self.statuses[:n],
+        )
+
+
+def _int_array(seq: Sequence[int], what: str) -> np.ndarray:
+    try:
+        return np.fromiter(seq, dtype=np.int64, count=len(seq))
+    except (OverflowError, ValueError, TypeError) as exc:
+        raise BatchFormatError(f"{what} outside int64: {exc}") from exc
+
+
+def _encode_columns(c: Columns) -> bytes:
+    """The body (directory + values) of rows sorted as :class:`Columns` requires.
+
+    Vectorised with numpy: the per-value work (time checks, differences, zigzag, the split
+    varints of the values section) runs in C, so a 50,000-value seal costs milliseconds of
+    interpreter time (the GIL) instead of the ~100 ms of a per-value Python loop.
+    """
+    n = len(c)
+    if n == 0:
+        raise BatchFormatError("a batch carries at least one reading")
+    times = _int_array(c.times, "capture time")
+    values = _int_array(c.values, "value")
+    statuses = _int_array(c.statuses, "status")
+    if int(times.min()) < 0:
+        raise BatchFormatError("capture times must be non-negative epoch seconds")
+    if int(statuses.min()) < 0 or int(statuses.max()) > 255:
+        raise BatchFormatError("status is not a byte")
+    # Blocks: runs of equal (meter, obis, scaler, unit), found in C by groupby.
+    keys = zip(c.meters, c.obis, c.scalers, c.units, strict=True)
+    spans: list[tuple[tuple[str, str, int, int], int, int]] = []
+    pos = 0
+    for key, grp in itertools.groupby(keys):
+        k = sum(1 for _ in grp)
+        spans.append((key, pos, pos + k))
+        pos += k
+    # Order each meter's blocks by (OBIS bytes, first time) and check the meters' order.
+    meters: list[tuple[bytes, list[tuple[tuple[str, str, int, int], int, int]]]] = []
+    prev_mid: bytes | None = None
+    for meter, mspans in itertools.groupby(spans, key=lambda s: s[0][0]):
+        mid = meter.encode("utf-8")
+        if not 1 <= len(mid) <= MAX_METER_BYTES:
+            raise BatchFormatError(f"meter id must be 1..{MAX_METER_BYTES} bytes of UTF-8")
+        if prev_mid is not None and mid <= prev_mid:
+            raise BatchFormatError(f"meter {meter!r} out of order or split")
+        prev_mid = mid
+        blocks = sorted(mspans, key=lambda s: (obis_to_bytes(s[0][1]), int(times[s[1]])))
+        meters.append((mid, blocks))
+    perm_parts: list[np.ndarray] = []
+    starts: list[int] = []
+    at = 0
+    for _mid, blocks in meters:
+        for _key, a, b in blocks:
+            perm_parts.append(np.arange(a, b, dtype=np.int64))
+            starts.append(at)
+            at += b - a
+    perm = np.concatenate(perm_parts)
+    identity = bool(np.array_equal(perm, np.arange(n, dtype=np.int64)))
+    if not identity:
+        times, values, statuses = times[perm], values[perm], statuses[perm]
+    first = np.zeros(n, dtype=bool)
+    first[np.asarray(starts, dtype=np.int64)] = True
+    # Capture times strictly increase within a block.
+    dt = np.diff(times)
+    if dt.size and bool(np.any((dt <= 0) & ~first[1:])):
+        raise BatchFormatError("duplicate capture time in a channel")
+    # The values section: differences to the previous value of the block (wrapping int64).
+    prev = np.empty_like(values)
+    prev[0] = 0
+    prev[1:] = values[:-1]
+    prev[first] = 0
+    with np.errstate(over="ignore"):
+        d = values - prev
+    z = ((d << 1) ^ (d >> 63)).view(np.uint64)
+    heads, tails = _split_varints(z)
+    # Within a meter an OBIS may repeat (scaler change): its blocks must not overlap in time.
+    directory = bytearray()
+    _put_uvarint(directory, len(meters))
+    bi = 0
+    for mid, blocks in meters:
+        _put_uvarint(directory, len(mid))
+        directory += mid
+        _put_uvarint(directory, len(blocks))
+        seen: dict[str, list[tuple[int, int]]] = {}
+        for (_meter, obis, scaler, unit), a, b in blocks:
+            count = b - a
+            s = starts[bi]
+            bi += 1
+            t0, t1 = int(times[s]), int(times[s + count - 1])
+            for lo, hi in seen.get(obis, ()):
+                if not (t1 < lo or t0 > hi):
+                    raise BatchFormatError(f"overlapping capture times for {mid!r} {obis}")
+            seen.setdefault(obis, []).append((t0, t1))
+            if not -128 <= scaler <= 127:
+                raise BatchFormatError(f"scaler {scaler} is not an int8")
+            if not 0 <= unit <= 255:
+                raise BatchFormatError(f"unit {unit} is not a uint8")
+            directory += obis_to_bytes(obis)
+            directory.append(scaler & 0xFF)
+            directory.append(unit)
+            _put_uvarint(directory, count)
+            _put_uvarint(directory, t0)
+            bdt = dt[s : s + count - 1]
+            period = int(bdt[0]) if count > 1 and bool(np.all(bdt == bdt[0])) else 0
+            _put_uvarint(directory, period)
+            if period == 0:
+                for x in bdt.tolist():
+                    _put_uvarint(directory, x)
+            bst = statuses[s : s + count]
+            if count == 1 or not bool(np.any(bst != bst[0])):
+                _put_uvarint(directory, count)
+                directory.append(int(bst[0]))
+            else:
+                cuts = np.flatnonzero(np.diff(bst)) + 1
+                edges = [0, *cuts.tolist(), count]
+                for lo, hi in itertools.pairwise(edges):
+                    _put_uvarint(directory, hi - lo)
+                    directory.append(int(bst[lo]))
+    return bytes(directory) + heads + tails
+
+
+def _split_varints(z: np.ndarray) -> tuple[bytes, bytes]:
+    """LEB128 varints of ``z`` (uint64) split into the first byte of each (``heads``) and the
+    continuation bytes in value order (``tails``)."""
+    groups = [(z & np.uint64(0x7F)).astype(np.uint8)]
+    rest = z >> np.uint64(7)
+    more = [rest != 0]
+    while bool(more[-1].any()):
+        groups.append((rest & np.uint64(0x7F)).astype(np.uint8))
+        rest = rest >> np.uint64(7)
+        more.append(rest != 0)
+    g = np.stack(groups, axis=1)
+    cont = np.stack(more, axis=1)
+    g |= cont.astype(np.uint8) << np.uint8(7)
+    heads = g[:, 0].tobytes()
+    if g.shape[1] == 1:
+        return heads, b""
+    # continuation byte k of a value exists when byte k-1 had its continuation bit set
+    present = cont[:, :-1]
+    return heads, g[:, 1:][present].tobytes()
 
 
 def encode_batch(batch: Batch, *, level: int = DEFAULT_LEVEL) -> bytes:
@@ -290,6 +383,19 @@ def encode_batch(batch: Batch, *, level: int = DEFAULT_LEVEL) -> bytes:
     """
     thing = _check_header(batch)
     body = _encode_body(batch.readings, DataClass(batch.data_class))
+    return _frame(
+        batch.batch_id,
+        thing,
+        data_class=DataClass(batch.data_class),
+        created=batch.created,
+        body=body,
+        level=level,
+    )
+
+
+def _frame(
+    batch_id: bytes, thing: bytes, *, data_class: DataClass, created: int, body: bytes, level: int
+) -> bytes:
     if len(body) > MAX_BODY_BYTES:
         raise BatchFormatError(
             f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}; split the readings"
@@ -304,13 +410,48 @@ def encode_batch(batch: Batch, *, level: int = DEFAULT_LEVEL) -> bytes:
     head = bytearray(MAGIC)
     head.append(VERSION)
     head.append(flags)
-    head += batch.batch_id
-    head.append(int(batch.data_class))
-    head += batch.created.to_bytes(8, "big")
+    head += batch_id
+    head.append(int(data_class))
+    head += created.to_bytes(8, "big")
     head.append(len(thing))
     head += thing
     _put_uvarint(head, body_len)
     return bytes(head) + body
+
+
+def encode_prefix(
+    cols: Columns,
+    *,
+    thing: str,
+    data_class: DataClass,
+    created: int,
+    max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+    level: int = DEFAULT_LEVEL,
+    batch_id: bytes | None = None,
+) -> tuple[bytes, bytes, int]:
+    """Encode the longest prefix of ``cols`` (sorted as :class:`Columns` requires) that fits
+    ``max_bytes``, cut at a meter boundary where possible; returns (batch id, payload, rows
+    used). This is the spool's sealing path: no :class:`Reading` objects, no Python sort.
+    Raises BatchFormatError when not even one row fits."""
+    bid = new_batch_id() if batch_id is None else batch_id
+    head = _check_header(Batch(bid, thing, DataClass(data_class), created, ()))
+    n = len(cols)
+    while True:
+        part = cols if n == len(cols) else cols.head(n)
+        body = _encode_columns(part)
+        payload = _frame(
+            bid, head, data_class=DataClass(data_class), created=created, body=body, level=level
+        )
+        if len(payload) <= max_bytes:
+            return bid, payload, n
+        if n == 1:
+            raise BatchFormatError(f"one reading does not fit in {max_bytes} bytes")
+        target = max(1, min(n - 1, int(n * max_bytes / len(payload) * 0.95)))
+        cut = target
+        meters = cols.meters
+        while cut > 0 and meters[cut] == meters[cut - 1]:
+            cut -= 1
+        n = cut if cut > 0 else target
 
 
 # --- decoder --------------------------------------------------------------------------------
@@ -604,7 +745,7 @@ def encode_split(
     return out
 
 
-def _split_into(  # noqa: PLR0917 (private recursive helper)
+def _split_into(
     rs: list[Reading],
     thing: str,
     data_class: DataClass,

@@ -25,7 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,21 @@ class DemoResult:
     verified_meters: int
     mismatches: list[str]
     wall_s: float
+    injected: list[tuple[str, list[str], str]] = field(default_factory=list)
+    alarms: dict[str, int] = field(default_factory=dict)
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    broker_outage_sim_h: float = 0.0
+
+    def detected(self) -> list[tuple[str, str, bool]]:
+        """(kind, meter, found) for each injected anomaly: theft and CT/PT errors should show
+        up among the anomaly events, tampers and outages among the alarms."""
+        flagged = {a.get("meter") for a in self.anomalies}
+        out = []
+        for kind, meters, _at in self.injected:
+            for m in meters:
+                if kind in ("theft", "ct_pt_error"):
+                    out.append((kind, m, m in flagged))
+        return out
 
     @property
     def bytes_per_value(self) -> float:
@@ -69,13 +84,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run simulated meters, the edge runtime, a broker and the local cloud stack",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    p.add_argument("--meters", type=int, default=50, help="simulated meters (default 50)")
-    p.add_argument("--days", type=float, default=2.0, help="simulated days of data (default 2)")
+    p.add_argument("--meters", type=int, default=200, help="simulated meters (default 200)")
+    p.add_argument("--days", type=float, default=7.0, help="simulated days (default 7)")
     p.add_argument(
         "--seconds",
         type=float,
-        default=60.0,
-        help="real seconds the simulated days should take (sets the clock speed; default 60)",
+        default=180.0,
+        help="real seconds the simulated days should take (sets the clock speed; default 180)",
     )
     p.add_argument("--seed", type=int, default=7, help="fleet seed (default 7)")
     p.add_argument(
@@ -84,6 +99,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--http-port", type=int, default=0, help="REST API port (default: a free one)")
     p.add_argument("--serve", action="store_true", help="keep the API running after the summary")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument(
+        "--history-days",
+        type=int,
+        default=14,
+        help="days of history the first read backfills (analytics baselines; default 14)",
+    )
+    p.add_argument("--no-analytics", action="store_true", help="skip the anomaly model")
     p.set_defaults(func=_main)
 
 
@@ -104,6 +126,8 @@ def _main(args: argparse.Namespace) -> int:
                 http_port=args.http_port,
                 serve=args.serve,
                 progress=not args.json,
+                history_days=args.history_days,
+                analytics=not args.no_analytics,
             )
         )
     if args.json:
@@ -111,6 +135,80 @@ def _main(args: argparse.Namespace) -> int:
     else:
         _print_summary(result)
     return 0 if not result.mismatches and result.cloud_values > 0 else 1
+
+
+@dataclass(frozen=True)
+class Injected:
+    """One scripted event of the scenario: what, which meters, when (simulated UTC)."""
+
+    kind: str
+    meters: tuple[str, ...]
+    at: datetime
+
+
+def _script(sim: Any, start: datetime, end: datetime) -> list[Injected]:
+    """Script the scenario on the simulated meters. Positions are fractions of the run, so a
+    short run still shows every event; meters are taken from the end of the fleet downwards
+    for anomalies and from the start for outages, so small fleets do not collide."""
+    span = end - start
+    models = list(sim.meters)
+    n = len(models)
+
+    def at(frac: float) -> datetime:
+        return (start + span * frac).replace(second=0, microsecond=0)
+
+    out: list[Injected] = []
+    transformer = models[: max(2, min(25, n // 8))] if n >= 4 else []
+    if transformer:
+        t = at(0.25)
+        for m in transformer:
+            m.outage(t, t + timedelta(hours=2), last_gasp=True)
+        out.append(Injected("transformer_outage", tuple(m.meter_id for m in transformer), t))
+    blinks = models[len(transformer) : len(transformer) + min(5, max(0, n // 10))]
+    if blinks:
+        t = at(0.45)
+        for m in blinks:
+            m.outage(t, t + timedelta(seconds=45), last_gasp=True)
+        out.append(Injected("momentary", tuple(m.meter_id for m in blinks), t))
+    if n >= 3:
+        theft, ct_error, tampered = models[-1], models[-2], models[-3]
+        t = at(0.4).replace(hour=0, minute=0)
+        theft.set_consumption_factor(t, 0.5)
+        out.append(Injected("theft", (theft.meter_id,), t))
+        t = at(0.5).replace(hour=0, minute=0)
+        ct_error.set_consumption_factor(t, 2.0)
+        out.append(Injected("ct_pt_error", (ct_error.meter_id,), t))
+        t = at(0.55)
+        tampered.tamper(t, "terminal_cover")
+        out.append(Injected("tamper", (tampered.meter_id,), t))
+    return out
+
+
+async def _broker_outage(
+    broker: Any, clock: Any, at: datetime, real_s: float, state: dict[str, Any]
+) -> None:
+    """Stop the broker at simulated time ``at`` for ``real_s`` real seconds, then restart it on
+    the same port: the concentrator keeps reading into its spool and drains the backlog."""
+    while clock.now() < at.timestamp():
+        await asyncio.sleep(0.2)
+    state["broker"] = "DOWN"
+    await asyncio.to_thread(broker.stop)
+    await asyncio.sleep(real_s)
+    await asyncio.to_thread(broker.start)
+    state["broker"] = "up"
+    state["outage_sim_h"] = real_s * clock.speed / 3600
+
+
+async def _demo_model(cache: Path) -> Path:
+    """A small anomaly model for the demo, trained once and cached (about ten seconds)."""
+    from edge_core.training.train import train_model
+
+    model_dir = cache / "demo-model-v1"
+    if not (model_dir / "model-card.json").exists():
+        await asyncio.to_thread(
+            train_model, model_dir, meters=120, days=56, seed=7, families=("one_class_svm",)
+        )
+    return model_dir
 
 
 async def run_demo(
@@ -123,9 +221,11 @@ async def run_demo(
     http_port: int = 0,
     serve: bool = False,
     progress: bool = True,
+    history_days: int = 14,
+    analytics: bool = True,
 ) -> DemoResult:
     from cloud.local import run_local_stack
-    from edge_core.broker import LocalBroker
+    from edge_core.broker import LocalBroker, free_port
     from edge_core.bus.mqtt import MqttBus
     from edge_core.bus.settings import MqttSettings
     from edge_core.clock import AcceleratedClock
@@ -139,14 +239,27 @@ async def run_demo(
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     sim_end = now
     sim_start = sim_end - timedelta(days=days)
-    history_start = (sim_start - timedelta(days=1)).date()
+    history_start = (sim_start - timedelta(days=history_days + 1)).date()
     speed = (sim_end - sim_start).total_seconds() / seconds
     clock = AcceleratedClock(sim_start.timestamp(), speed)
+    model_dir = await _demo_model(data_dir / "model-cache") if analytics else None
 
     broker = LocalBroker().start()
-    sim = cloud = bus = app = None
+    push_port = free_port()
+    state: dict[str, Any] = {"broker": "up"}
+    sim = cloud = bus = app = service = None
+    tasks: list[asyncio.Task[None]] = []
     try:
-        sim = await serve_meters(meters, "127.0.0.1", 0, seed, history_start, clock.now_dt)
+        sim = await serve_meters(
+            meters,
+            "127.0.0.1",
+            0,
+            seed,
+            history_start,
+            clock.now_dt,
+            push_destination=("127.0.0.1", push_port),
+        )
+        injected = _script(sim, sim_start, sim_end)
         cloud = await run_local_stack(
             "127.0.0.1", broker.port, data_dir / "cloud", http_port, API_KEY
         )
@@ -157,35 +270,48 @@ async def run_demo(
                     {"id": mid, "url": f"tcp://127.0.0.1:{port}"}
                     for mid, port in zip(sim.meter_ids, sim.ports, strict=True)
                 ],
-                # Read each meter every 4 simulated hours, by range: 16 intervals a read.
-                "schedule": {"profile_read_s": 4 * 3600, "jitter_s": 600, "daily_after_s": 300},
-                "spool": {"path": str(data_dir / "edge" / "spool.db"), "quota_mb": 256},
+                # Each meter is read every 4 simulated hours, by range; the first read
+                # backfills the history the analytics baselines need.
+                "schedule": {"profile_read_s": 4 * 3600, "jitter_s": 1800, "daily_after_s": 300},
+                "spool": {"path": str(data_dir / "edge" / "spool.db"), "quota_mb": 512},
+                "alarms": {"transformer_min_meters": 5},
+                "push": {"host": "127.0.0.1", "port": push_port},
             }
         )
         bus = MqttBus(MqttSettings.from_url(broker.url, client_id_prefix="ami-demo-edge"))
         await bus.start()
+        if model_dir is not None:
+            service = await _start_analytics(config, bus, model_dir, data_dir, clock)
         app = EdgeApp(
             config,
             bus,
             clock=clock,
             # Batch ages are in simulated seconds: seal a batch after 2 simulated hours.
             uplink_settings=UplinkSettings.from_config(config.uplink, max_batch_age_s=7200.0),
-            initial_backfill_s=int(timedelta(hours=1).total_seconds()),
+            initial_backfill_s=history_days * 86400,
             seed=seed,
         )
         await app.start()
+        outage_at = sim_start + (sim_end - sim_start) * 0.7
+        tasks.append(
+            asyncio.create_task(_broker_outage(broker, clock, outage_at, seconds * 0.06, state))
+        )
         while clock.now() < sim_end.timestamp():
             await asyncio.sleep(0.5)
             if progress:
-                _progress(clock, sim_start, sim_end, app)
+                _progress(clock, sim_start, sim_end, app, state)
         if progress:
             sys.stderr.write("\n")
-        await app.stop(drain_timeout=60.0)
+        await asyncio.gather(*tasks)
+        await app.stop(drain_timeout=120.0)
+        if service is not None:
+            await service.close()
         await _wait_cloud_quiet(cloud)
         stats = app.stats()
         acq = stats.get("acquisition", {})
         up = stats.get("uplink", {})
         verified, mismatches, cloud_values = await _verify(cloud.api_url, sim, sim_start, sim_end)
+        alarms, anomalies = await asyncio.to_thread(_cloud_findings, cloud.api_url, sim_start)
         result = DemoResult(
             meters=meters,
             days=days,
@@ -201,11 +327,15 @@ async def run_demo(
             verified_meters=verified,
             mismatches=mismatches,
             wall_s=round(time.monotonic() - t0, 1),
+            injected=[(i.kind, list(i.meters), i.at.isoformat()) for i in injected],
+            alarms=alarms,
+            anomalies=anomalies,
+            broker_outage_sim_h=round(float(state.get("outage_sim_h", 0.0)), 1),
         )
         if serve:
             _print_summary(result)
             print(
-                f"serving the API at {cloud.api_url} (x-api-key: {API_KEY}); Ctrl-C stops",
+                f"dashboard: {cloud.api_url}/?key={API_KEY}  (API key {API_KEY}); Ctrl-C stops",
                 flush=True,
             )
             try:
@@ -215,8 +345,12 @@ async def run_demo(
                 pass
         return result
     finally:
+        for t in tasks:
+            t.cancel()
         if app is not None and app.worker is not None:
             await app.stop()
+        if service is not None:
+            await service.close()
         if bus is not None:
             await bus.close()
         if cloud is not None:
@@ -226,7 +360,54 @@ async def run_demo(
         broker.close()
 
 
-def _progress(clock: Any, start: datetime, end: datetime, app: Any) -> None:
+async def _start_analytics(
+    config: Any, bus: Any, model_dir: Path, data_dir: Path, clock: Any
+) -> Any:
+    """The analytics service in this process, wired exactly as the component wires it: stored
+    readings in on the local topic, anomaly events out to the concentrator's spool."""
+    from edge_core.analytics.inference import ModelManager
+    from edge_core.analytics.service import AnalyticsService
+    from edge_core.model import Topics
+
+    topics = Topics(config.thing_name)
+
+    async def publish(payload: bytes) -> None:
+        await bus.publish_local(topics.local_anomaly, payload)
+
+    service = AnalyticsService(
+        config.thing_name,
+        config.timezone,
+        ModelManager.from_config({"modelDir": str(model_dir)}),
+        state_path=data_dir / "analytics" / "state.db",
+        publish=publish,
+        clock=clock.now,
+    )
+
+    async def on_readings(_topic: str, payload: bytes) -> None:
+        await service.consume(payload)
+
+    await bus.subscribe_local(topics.local_readings, on_readings)
+    return service
+
+
+def _cloud_findings(api_url: str, since: datetime) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """Alarm counts by type and the anomalies, as the cloud received them."""
+    from urllib.parse import quote
+
+    start = quote((since - timedelta(days=1)).isoformat())
+    q = f"?from={start}&to={quote(datetime.now(timezone.utc).isoformat())}"
+    counts: dict[str, int] = {}
+    anomalies: list[dict[str, Any]] = []
+    try:
+        for a in _api_get(api_url, f"/v1/alarms{q}").get("alarms", []):
+            counts[a.get("type", "?")] = counts.get(a.get("type", "?"), 0) + 1
+        anomalies = list(_api_get(api_url, f"/v1/anomalies{q}").get("anomalies", []))
+    except urllib.error.HTTPError as exc:
+        log.warning("cloud findings not available: %s", exc)
+    return counts, anomalies
+
+
+def _progress(clock: Any, start: datetime, end: datetime, app: Any, state: dict[str, Any]) -> None:
     frac = min(1.0, (clock.now() - start.timestamp()) / (end - start).total_seconds())
     width = 30
     bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
@@ -235,7 +416,8 @@ def _progress(clock: Any, start: datetime, end: datetime, app: Any) -> None:
     up = stats.get("uplink", {})
     sys.stderr.write(
         f"\r[{bar}] {clock.now_dt():%Y-%m-%d %H:%M} reads {acq.get('reads', 0)}"
-        f"  stored {acq.get('stored', 0)}  messages sent {up.get('published_messages', 0)}   "
+        f"  stored {acq.get('stored', 0)}  sent {up.get('published_messages', 0)}"
+        f"  alarms {stats.get('alarms', {}).get('sent', 0)}  broker {state.get('broker')}   "
     )
     sys.stderr.flush()
 
@@ -317,6 +499,12 @@ def _print_summary(r: DemoResult) -> None:
         ("bytes per value", f"{r.bytes_per_value:.3f}"),
         ("+A intervals served by the REST API", f"{r.cloud_values:,}"),
         ("meters whose API data match the meter", f"{r.verified_meters} of {r.meters}"),
+        ("broker outage (simulated hours)", f"{r.broker_outage_sim_h:g}"),
+        (
+            "alarms received by the cloud",
+            ", ".join(f"{k} {v}" for k, v in sorted(r.alarms.items())) or "none",
+        ),
+        ("anomaly events received by the cloud", f"{len(r.anomalies)}"),
         ("wall time", f"{r.wall_s:.1f} s"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -325,5 +513,19 @@ def _print_summary(r: DemoResult) -> None:
         print(f"  {k:<{width}}  {v}")
     for m in r.mismatches[:10]:
         print(f"  MISMATCH {m}")
+    if r.injected:
+        print("scripted events")
+        for kind, meters, at in r.injected:
+            shown = ", ".join(meters[:4]) + (
+                f" and {len(meters) - 4} more" if len(meters) > 4 else ""
+            )
+            print(f"  {at[:16]}  {kind:<19} {shown}")
+    found = r.detected()
+    if found:
+        hits = sum(1 for *_, ok in found if ok)
+        print(f"injected anomalies found by the edge analytics: {hits} of {len(found)}")
+        for kind, meter, ok in found:
+            print(f"  {kind:<12} {meter}  {'found' if ok else 'missed'}")
+    print(f"dashboard: {r.api_url}/?key={API_KEY}")
     print(f"REST API: {r.api_url}  (header x-api-key: {API_KEY})")
     print(f"  e.g. curl -H 'x-api-key: {API_KEY}' {r.api_url}/v1/meters/<meter>/latest")

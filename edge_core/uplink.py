@@ -6,11 +6,12 @@ Theory of operation
   (PUBACK for QoS 1). A failed publish is ``nack``-ed (its attempt counter grows) and stays. After
   a crash the same outbox row, with the same payload and batch id, is published again: the cloud
   sees at-least-once delivery and deduplicates by batch id.
-* One spool thread. The spool is synchronous SQLite owned by one thread: every call goes through
-  a :class:`SpoolWorker` (one thread, a priority queue). Alarm-lane calls (persist, ack) jump
-  ahead of queued bulk calls (seal, pending, ack), so an alarm waits at most for the one bulk
-  call already running.
-* Two lanes share one connection:
+* Spool threads. The spool is synchronous SQLite: every call goes through a
+  :class:`SpoolWorker` with one thread per lane. Alarm-lane calls (persist, ack, nack) run on
+  their own thread, so an alarm never queues behind a bulk job (a seal, a group commit of
+  puts); inside the spool it waits at most for the one short write transaction being
+  committed (see edge_core.spool.store). Bulk puts queued together are group-committed.
+* Two lanes share one spool:
   - the *alarm lane* publishes ALARM and ON_DEMAND outbox rows, each in its own task, retried
     with backoff until acknowledged. ``send_alarm`` persists the message and (by default) makes
     the first publish attempt while the spool commits, so the PUBACK never waits for a bulk job
@@ -36,10 +37,9 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-import itertools
 import logging
-import queue
 import random
 import threading
 import time
@@ -195,27 +195,80 @@ class UplinkSettings:
 
 
 class SpoolWorker:
-    """One thread that owns the spool; ``await call(fn, ...)`` runs ``fn`` on it.
+    """Two threads that own the spool; ``await call(fn, ...)`` runs ``fn`` on one of them.
 
-    Lower ``priority`` runs first; equal priorities run in submission order. Results are handed
-    back to the caller's loop with ``call_soon_threadsafe``.
+    ``priority`` ALARM (0 or lower) runs on the alarm thread, anything else on the bulk
+    thread, each lane in submission order; so an alarm-lane call never waits behind a bulk
+    job (a seal, a group of puts), only - inside the spool - for the one short write
+    transaction being committed. The spool is thread-safe (see edge_core.spool.store).
+
+    Group commit: when the bulk thread takes a call of a method marked with a
+    ``coalesce_with`` attribute naming a sibling method (``Spool.put`` -> ``put_many``), it
+    takes every queued bulk call of that same method (one positional argument, no keywords)
+    and runs them as one ``put_many([...])``; each caller gets its own result or exception.
+    Results are handed back to the caller's loop with ``call_soon_threadsafe``.
     """
 
     ALARM = 0
     BULK = 1
+    MAX_COALESCED = 256  # calls per coalesced job
 
     def __init__(self, name: str = "ami-spool") -> None:
-        self._queue: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
-        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._lanes: tuple[collections.deque[Any], collections.deque[Any]] = (
+            collections.deque(),
+            collections.deque(),
+        )
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), name=f"{name}-{lane}", daemon=True)
+            for i, lane in enumerate(("alarm", "bulk"))
+        ]
+        for t in self._threads:
+            t.start()
 
-    def _run(self) -> None:
+    def _next(self, lane: int) -> Any:
+        q = self._lanes[lane]
+        with self._cond:
+            while not q:
+                self._cond.wait(1.0)
+            job = q.popleft()
+            if job is None:
+                return None
+            fn = job[0]
+            target = getattr(fn, "__func__", None)
+            sibling = getattr(target, "coalesce_with", None)
+            if sibling is None or job[2] or len(job[1]) != 1:
+                return job
+            group = [job]
+            keep: collections.deque[Any] = collections.deque()
+            while q and len(group) < self.MAX_COALESCED:
+                other = q.popleft()
+                if (
+                    other is not None
+                    and getattr(other[0], "__func__", None) is target
+                    and getattr(other[0], "__self__", None) is fn.__self__
+                    and not other[2]
+                    and len(other[1]) == 1
+                ):
+                    group.append(other)
+                else:
+                    keep.append(other)
+            keep.extend(q)
+            q.clear()
+            q.extend(keep)
+        if len(group) == 1:
+            return job
+        return ("group", getattr(fn.__self__, sibling), group)
+
+    def _run(self, lane: int) -> None:
         while True:
-            _prio, _seq, job = self._queue.get()
+            job = self._next(lane)
             if job is None:
                 return
+            if job[0] == "group":
+                self._run_group(job[1], job[2])
+                continue
             fn, args, kwargs, fut = job
             if not fut.set_running_or_notify_cancel():
                 continue
@@ -224,11 +277,28 @@ class SpoolWorker:
             except BaseException as exc:
                 fut.set_exception(exc)
 
+    @staticmethod
+    def _run_group(many: Callable[[list[Any]], list[Any]], group: list[Any]) -> None:
+        live = [j for j in group if j[3].set_running_or_notify_cancel()]
+        try:
+            results = many([j[1][0] for j in live])
+        except BaseException as exc:
+            for j in live:
+                j[3].set_exception(exc)
+            return
+        for j, res in zip(live, results, strict=True):
+            if isinstance(res, BaseException):
+                j[3].set_exception(res)
+            else:
+                j[3].set_result(res)
+
     def submit(self, priority: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         if self._closed:
             raise SpoolError("spool worker is closed")
         fut: Future[T] = Future()
-        self._queue.put((priority, next(self._seq), (fn, args, kwargs, fut)))
+        with self._cond:
+            self._lanes[0 if priority <= self.ALARM else 1].append((fn, args, kwargs, fut))
+            self._cond.notify_all()
         return fut
 
     async def call(
@@ -254,12 +324,17 @@ class SpoolWorker:
         return await afut
 
     def close(self, timeout: float = 10.0) -> None:
-        """Finish queued jobs, then stop the thread (waits up to ``timeout`` s)."""
+        """Finish queued jobs, then stop the threads (waits up to ``timeout`` s)."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put((1 << 30, next(self._seq), None))
-        self._thread.join(timeout)
+        with self._cond:
+            for q in self._lanes:
+                q.append(None)
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
 
 
 # -- pacing and backoff --------------------------------------------------------------------

@@ -29,10 +29,20 @@ Theory of operation
   kept aside and its readable rows salvaged into a fresh one (see :mod:`.salvage`); the outcome
   is logged, recorded and exposed as ``Spool.salvage_report``. A file is never replaced by an
   empty one without that report.
-* Threads. One process owns the file. The object may be called from any thread; calls are
-  serialized by a lock. Recommended: one thread, or from asyncio a dedicated single-thread
-  executor (``loop.run_in_executor(spool_executor, spool.put, rows)``); ``asyncio.to_thread``
-  works too since calls are serialized.
+* Threads and short write transactions. One process owns the file; the object may be called
+  from any thread. Two connections: writes go through one, serialized by a write lock that
+  urgent callers (alarm-lane ``put_message``, ``ack``, ``nack``) take ahead of waiting bulk
+  writers; reads (``pending``, ``stats``, the rows a seal encodes) go through the other and
+  never wait for a write (WAL readers see the last commit). Every write transaction is short
+  and bounded, so an alarm's commit waits at most for one of them: ``seal`` reads its rows and
+  encodes them *outside* the write lock, then one transaction inserts the outbox row and
+  deletes exactly the ids it read (if any of them vanished meanwhile, e.g. evicted, nothing is
+  written and the seal starts again); a group commit carries at most ``_GROUP_MAX_ROWS`` rows.
+* Group commit. Concurrent ``put`` calls (from several threads, or several puts handed over at
+  once with ``put_many``) are coalesced: whichever caller gets the write lock commits every
+  queued put (up to ``_GROUP_MAX_ROWS`` rows) in one transaction and one fsync, each put in
+  its own savepoint (a put refused by the quota rolls back alone). Every caller returns only
+  after the commit that contains its rows.
 """
 
 from __future__ import annotations
@@ -52,8 +62,9 @@ from typing import Any, Literal
 from edge_core.batch import (
     DEFAULT_LEVEL,
     IOT_CORE_MAX_MESSAGE_BYTES,
+    Columns,
     decode_batch,
-    encode_split,
+    encode_prefix,
 )
 from edge_core.errors import BatchFormatError, SpoolCorruptError, SpoolError, SpoolFullError
 from edge_core.model import DataClass, Reading
@@ -69,6 +80,55 @@ log = logging.getLogger(__name__)
 _READING_COST = 72
 _OUTBOX_COST = 96  # per outbox row besides topic and payload
 _EVICT_CHUNK_MAX = 5000
+# Rows per group commit: bounds a put transaction to a few tens of ms of the write lock.
+_GROUP_MAX_ROWS = 8192
+_SEAL_RETRIES = 5
+
+
+class _WriteLock:
+    """A mutex that urgent holders take before waiting non-urgent ones (waits time out and
+    re-check, so a lost wake-up costs at most ``_POLL_S``)."""
+
+    _POLL_S = 0.5
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = False
+        self._urgent = 0
+
+    @contextmanager
+    def hold(self, urgent: bool) -> Iterator[None]:
+        with self._cond:
+            if urgent:
+                self._urgent += 1
+            try:
+                while self._held or (not urgent and self._urgent):
+                    self._cond.wait(self._POLL_S)
+            finally:
+                if urgent:
+                    self._urgent -= 1
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+
+@dataclass(slots=True)
+class _PutJob:
+    """One caller's put waiting for a group commit."""
+
+    by_class: dict[int, list[tuple[Any, ...]]]
+    rows: int
+    done: bool = False
+    result: PutResult | None = None
+    error: BaseException | None = None
+
+
+class _Changed(Exception):
+    """Rows a seal read were changed before its write transaction (internal: retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +224,17 @@ class Spool:
         self._path = path
         self._quota = quota_bytes
         self._retention = dict(retention)
-        self._lock = threading.Lock()
+        self._wlock = _WriteLock()
+        self._rlock = threading.Lock()
+        self._seal_lock = threading.Lock()
+        self._gc_lock = threading.Lock()
+        self._gc_queue: list[_PutJob] = []
+        self._closed = False
+        try:
+            self._rconn = self._connect(path)
+        except BaseException:
+            conn.close()
+            raise
         self.salvage_report = salvage_report
         self._used = self._measure_used()
 
@@ -276,10 +346,12 @@ class Spool:
     # --- plumbing -------------------------------------------------------------------------
 
     @contextmanager
-    def _txn(self) -> Iterator[sqlite3.Connection]:
+    def _txn(self, *, urgent: bool = False) -> Iterator[sqlite3.Connection]:
         """One serialized write transaction; sqlite3 errors become SpoolError here (the one
-        boundary for sqlite3)."""
-        with self._lock:
+        boundary for sqlite3). ``urgent`` callers go ahead of waiting bulk writers."""
+        with self._wlock.hold(urgent):
+            if self._closed:
+                raise SpoolError(f"spool {self._path} is closed")
             conn = self._conn
             used_before = self._used
             try:
@@ -303,9 +375,12 @@ class Spool:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """The read connection (sees the last commit; never waits for a writer)."""
+        with self._rlock:
+            if self._closed:
+                raise SpoolError(f"spool {self._path} is closed")
             try:
-                yield self._conn
+                yield self._rconn
             except sqlite3.DatabaseError as exc:
                 if _is_corruption(exc):
                     raise SpoolCorruptError(f"spool {self._path} is damaged: {exc}") from exc
@@ -341,65 +416,160 @@ class Spool:
 
     def put(self, readings: Sequence[Reading]) -> PutResult:
         """Store ``readings``; durable when this returns. Duplicates of unsent readings (same
-        meter, OBIS, capture time) are counted and ignored. Raises SpoolFullError (nothing
-        stored) when the quota is reached and nothing evictable is left."""
+        meter, OBIS, data class, capture time) are counted and ignored. Raises SpoolFullError
+        (nothing stored) when the quota is reached and nothing evictable is left. Concurrent
+        calls share transactions (group commit, see the module docstring)."""
         if not readings:
             return PutResult(0, 0)
+        job = self._job(readings)
+        with self._gc_lock:
+            self._gc_queue.append(job)
+        self._finish(job)
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def put_many(self, batches: Sequence[Sequence[Reading]]) -> list[PutResult | SpoolError]:
+        """Several puts at once, committed together (group commit): per put its result, or the
+        SpoolError that refused it (e.g. SpoolFullError: that put alone stored nothing). Every
+        put is durable (or refused) when this returns."""
+        jobs = [self._job(b) if b else None for b in batches]
+        with self._gc_lock:
+            self._gc_queue.extend(j for j in jobs if j is not None)
+        out: list[PutResult | SpoolError] = []
+        for j in jobs:
+            if j is None:
+                out.append(PutResult(0, 0))
+                continue
+            self._finish(j)
+            if isinstance(j.error, SpoolError):
+                out.append(j.error)
+            elif j.error is not None:
+                raise j.error
+            else:
+                assert j.result is not None
+                out.append(j.result)
+        return out
+
+    put.coalesce_with = "put_many"  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _job(readings: Sequence[Reading]) -> _PutJob:
         now = time.time()
         by_class: dict[int, list[tuple[Any, ...]]] = {}
-        hw: dict[tuple[str, str, int], int] = {}
-        for r in readings:
-            by_class.setdefault(int(r.data_class), []).append(
-                (
-                    r.meter,
-                    r.obis,
-                    r.capture_time,
-                    r.value,
-                    r.scaler,
-                    r.unit,
-                    r.status,
-                    int(r.data_class),
-                    now,
-                )
-            )
-            k = (r.meter, r.obis, int(r.data_class))
-            if hw.get(k, -1) < r.capture_time:
-                hw[k] = r.capture_time
-        stored = dups = 0
-        with self._txn() as conn:
-            top = conn.execute("SELECT coalesce(max(id), 0) FROM readings").fetchone()[0]
-            bumps: dict[tuple[int, str], int] = {}
-            for dc, rows in by_class.items():
-                before = conn.total_changes
-                conn.executemany(
-                    "INSERT OR IGNORE INTO readings (meter, obis, capture_time, value, scaler, "
-                    "unit, status, data_class, stored_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    rows,
-                )
-                n = conn.total_changes - before
-                stored += n
-                dups += len(rows) - n
-                bumps[(dc, "stored")] = n
-                bumps[(dc, "duplicates")] = len(rows) - n
-                if n:
-                    text = sum(len(row[0]) + len(row[1]) for row in rows)
-                    self._used += n * _READING_COST + text * n // len(rows)
+        classes = {r.data_class for r in readings}
+        for dc in classes:
+            c = int(dc)
+            rs = readings if len(classes) == 1 else [r for r in readings if r.data_class == dc]
+            by_class[c] = [
+                (r.meter, r.obis, r.capture_time, r.value, r.scaler, r.unit, r.status, c, now)
+                for r in rs
+            ]
+        return _PutJob(by_class, len(readings))
+
+    def _finish(self, job: _PutJob) -> None:
+        """Wait until ``job`` is committed, committing queued puts whenever we hold the lock."""
+        while not job.done:
+            with self._wlock.hold(False):
+                if job.done:
+                    return
+                with self._gc_lock:
+                    take, rows = 0, 0
+                    while take < len(self._gc_queue) and (
+                        take == 0 or rows + self._gc_queue[take].rows <= _GROUP_MAX_ROWS
+                    ):
+                        rows += self._gc_queue[take].rows
+                        take += 1
+                    group = self._gc_queue[:take]
+                    del self._gc_queue[:take]
+                self._commit_group(group)
+
+    def _commit_group(self, group: list[_PutJob]) -> None:
+        """One transaction for ``group`` (the caller holds the write lock)."""
+        results: list[tuple[_PutJob, PutResult | None, BaseException | None]] = []
+        conn = self._conn
+        used_before = self._used
+        try:
+            if self._closed:
+                raise SpoolError(f"spool {self._path} is closed")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for job in group:
+                    conn.execute("SAVEPOINT put")
+                    used = self._used
+                    try:
+                        res = self._put_rows(conn, job)
+                    except SpoolFullError as exc:
+                        conn.execute("ROLLBACK TO put")
+                        conn.execute("RELEASE put")
+                        self._used = used
+                        results.append((job, None, exc))
+                        continue
+                    conn.execute("RELEASE put")
+                    results.append((job, res, None))
+                conn.execute("COMMIT")
+            except BaseException:
+                self._used = used_before
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except BaseException as exc:
+            err: BaseException = exc
+            if isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc):
+                err = SpoolCorruptError(f"spool {self._path} is damaged: {exc}; reopen to salvage")
+                err.__cause__ = exc
+            elif isinstance(exc, sqlite3.Error):
+                err = SpoolError(f"spool {self._path}: {exc}")
+                err.__cause__ = exc
+            for job in group:
+                job.error, job.done = err, True
+            return
+        for job, res, e in results:
+            job.result, job.error, job.done = res, e, True
+
+    def _put_rows(self, conn: sqlite3.Connection, job: _PutJob) -> PutResult:
+        top = int(conn.execute("SELECT coalesce(max(id), 0) FROM readings").fetchone()[0])
+        bumps: dict[tuple[int, str], int] = {}
+        for dc, rows in job.by_class.items():
+            before = conn.total_changes
             conn.executemany(
-                "INSERT INTO high_water (meter, obis, data_class, capture_time) VALUES (?,?,?,?) "
-                "ON CONFLICT (meter, obis, data_class) DO UPDATE SET capture_time = "
-                "max(capture_time, excluded.capture_time)",
-                [(m, o, dc, t) for (m, o, dc), t in hw.items()],
+                "INSERT OR IGNORE INTO readings (meter, obis, capture_time, value, scaler, "
+                "unit, status, data_class, stored_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                rows,
             )
-            self._bump(conn, bumps)
-            self._enforce_quota(conn, DataClass(min(by_class)), max_reading_id=int(top))
-        return PutResult(stored, dups)
+            n = conn.total_changes - before
+            bumps[(dc, "stored")] = n
+            bumps[(dc, "duplicates")] = len(rows) - n
+        # Accounting and high-water marks from the rows just inserted (ids above ``top``), in
+        # SQL: a duplicate was already counted and marked when it was stored.
+        stored, text = conn.execute(
+            "SELECT count(*), coalesce(sum(length(meter) + length(obis)), 0) "
+            "FROM readings NOT INDEXED "
+            "WHERE id > ?",
+            (top,),
+        ).fetchone()
+        self._used += int(stored) * _READING_COST + int(text)
+        conn.execute(
+            "INSERT INTO high_water (meter, obis, data_class, capture_time) "
+            "SELECT meter, obis, data_class, max(capture_time) FROM readings NOT INDEXED "
+            "WHERE id > ? "
+            "GROUP BY meter, obis, data_class "
+            "ON CONFLICT (meter, obis, data_class) DO UPDATE SET capture_time = "
+            "max(capture_time, excluded.capture_time)",
+            (top,),
+        )
+        self._bump(conn, bumps)
+        self._enforce_quota(conn, DataClass(min(job.by_class)), max_reading_id=top)
+        return PutResult(int(stored), job.rows - int(stored))
 
     def put_message(
         self, data_class: DataClass, topic: str, payload: bytes, *, batch_id: bytes | None = None
     ) -> int:
         """Put a ready message into the outbox; returns its id; durable when this returns."""
         dc = DataClass(data_class)
-        with self._txn() as conn:
+        urgent = dc in (DataClass.ALARM, DataClass.ON_DEMAND)
+        with self._txn(urgent=urgent) as conn:
             cur = conn.execute(
                 "INSERT INTO outbox (batch_id, data_class, topic, payload, created, attempts, "
                 "n_readings) VALUES (?,?,?,?,?,0,0)",
@@ -430,45 +600,82 @@ class Spool:
         dc = DataClass(data_class)
         when = time.time() if now is None else now
         max_bytes = IOT_CORE_MAX_MESSAGE_BYTES - len(topic.encode())
-        with self._txn() as conn:
-            self._expire_class(conn, dc, when)
-            rows = conn.execute(
-                "SELECT id, meter, obis, capture_time, value, scaler, unit, status, stored_at "
-                "FROM readings WHERE data_class = ? ORDER BY capture_time, id LIMIT ?",
+        with self._seal_lock:
+            if self._retention.get(dc) is not None:
+                with self._txn() as conn:
+                    self._expire_class(conn, dc, when)
+            for _ in range(_SEAL_RETRIES):
+                try:
+                    return self._seal_once(
+                        dc,
+                        thing=thing,
+                        topic=topic,
+                        max_values=max_values,
+                        min_age_s=min_age_s,
+                        when=when,
+                        level=level,
+                        max_bytes=max_bytes,
+                    )
+                except _Changed:
+                    log.debug("rows of a %s seal changed while encoding; again", dc.name)
+        raise SpoolError(f"seal of {dc.name.lower()} kept racing with writers; try again")
+
+    def _seal_once(
+        self,
+        dc: DataClass,
+        *,
+        thing: str,
+        topic: str,
+        max_values: int,
+        min_age_s: float,
+        when: float,
+        level: int,
+        max_bytes: int,
+    ) -> OutboxItem | None:
+        oldest_first = (
+            "SELECT id FROM readings WHERE data_class = ? ORDER BY capture_time, id LIMIT ?"
+        )
+        with self._read() as rconn:
+            if min_age_s > 0:
+                count, oldest = rconn.execute(
+                    f"SELECT count(*), min(stored_at) FROM readings WHERE id IN ({oldest_first})",
+                    (int(dc), max_values),
+                ).fetchone()
+                if not count or (count < max_values and when - float(oldest) < min_age_s):
+                    return None
+            # SQLite (in C, without the GIL) returns the rows in the encoder's order.
+            rows = rconn.execute(
+                "SELECT id, meter, obis, capture_time, value, scaler, unit, status FROM readings "
+                f"WHERE id IN ({oldest_first}) ORDER BY meter, obis, capture_time",
                 (int(dc), max_values),
             ).fetchall()
-            if not rows:
-                return None
-            if min_age_s > 0 and len(rows) < max_values:
-                oldest = min(r[8] for r in rows)
-                if when - oldest < min_age_s:
-                    return None
-            ids = {(r[1], r[2], r[3]): r[0] for r in rows}
-            readings = [Reading(r[1], r[2], r[3], r[4], r[5], r[6], r[7], dc) for r in rows]
-            batch, payload = encode_split(
-                readings,
-                thing=thing,
-                data_class=dc,
-                max_bytes=max_bytes,
-                created=int(when),
-                level=level,
-            )[0]
+        if not rows:
+            return None
+        ids, meters, obis, times, values, scalers, units, statuses = zip(*rows, strict=True)
+        cols = Columns(meters, obis, times, values, scalers, units, statuses)
+        batch_id, payload, n = encode_prefix(
+            cols, thing=thing, data_class=dc, created=int(when), max_bytes=max_bytes, level=level
+        )
+        gone = [(i,) for i in ids[:n]]
+        text = sum(len(m) + len(o) for m, o in zip(meters[:n], obis[:n], strict=True))
+        with self._txn() as conn:
+            before = conn.total_changes
+            conn.executemany("DELETE FROM readings WHERE id = ?", gone)
+            if conn.total_changes - before != n:
+                raise _Changed
             cur = conn.execute(
                 "INSERT INTO outbox (batch_id, data_class, topic, payload, created, attempts, "
                 "n_readings) VALUES (?,?,?,?,?,0,?)",
-                (batch.batch_id, int(dc), topic, payload, when, len(batch.readings)),
+                (batch_id, int(dc), topic, payload, when, n),
             )
-            gone = [(ids[r.key],) for r in batch.readings]
-            conn.executemany("DELETE FROM readings WHERE id = ?", gone)
-            text = sum(len(r.meter) + len(r.obis) for r in batch.readings)
             self._used += _OUTBOX_COST + len(payload) + len(topic.encode())
-            self._used -= len(gone) * _READING_COST + text
-            self._bump(conn, {(int(dc), "sealed"): len(gone), (int(dc), "batches"): 1})
-            return OutboxItem(int(cur.lastrowid or 0), batch.batch_id, dc, topic, payload, when, 0)
+            self._used -= n * _READING_COST + text
+            self._bump(conn, {(int(dc), "sealed"): n, (int(dc), "batches"): 1})
+            return OutboxItem(int(cur.lastrowid or 0), batch_id, dc, topic, payload, when, 0)
 
     def ack(self, outbox_id: int) -> None:
         """Delete an outbox message after its publish was acknowledged (unknown ids: no-op)."""
-        with self._txn() as conn:
+        with self._txn(urgent=True) as conn:
             row = conn.execute(
                 "DELETE FROM outbox WHERE id = ? RETURNING data_class, n_readings, "
                 "length(payload) + length(topic)",
@@ -482,7 +689,7 @@ class Spool:
 
     def nack(self, outbox_id: int) -> None:
         """Count a failed publish attempt of an outbox message."""
-        with self._txn() as conn:
+        with self._txn(urgent=True) as conn:
             conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (outbox_id,))
 
     def expire(self, now: float | None = None) -> int:
@@ -675,8 +882,10 @@ class Spool:
 
     def close(self) -> None:
         """Close the file (idempotent)."""
-        with self._lock:
+        with self._wlock.hold(True), self._rlock:
+            self._closed = True
             try:
+                self._rconn.close()
                 self._conn.close()
             except sqlite3.Error as exc:
                 raise SpoolError(f"closing spool {self._path}: {exc}") from exc

@@ -13,6 +13,7 @@ def test_uplink_bench_smoke() -> None:
 
 
 def test_spool_ingest_bench_smoke() -> None:
-    out = run_ingest(values=500, batch=100)
-    assert out["stored"] == 500
+    out = run_ingest(values=500, batch=100, put_size=96, concurrency=4)
+    assert out["stored"] == {"sequential": 500, "worker": 500, "threads": 500}
     assert out["spool_values_per_s"] > 0
+    assert 1 <= out["group_commits"] <= 6  # type: ignore[operator]

@@ -248,3 +248,70 @@ def test_cli_stats_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert cli_main(["spool", "stats", "--path", str(path)]) == 0
     assert "backlog_readings" in capsys.readouterr().out
     assert cli_main(["spool", "stats", "--path", str(tmp_path / "none.db")]) == 2
+
+
+def test_concurrent_puts_group_commit_and_each_caller_gets_its_own_result(tmp_path: Path) -> None:
+    import threading
+
+    with Spool.open(tmp_path / "s.db") as s:
+        results: dict[int, object] = {}
+        chunks = [
+            [
+                Reading(f"g{k:02d}", "1.0.1.8.0.255", T0 + 900 * i, i, 0, 30, 0, IC)
+                for i in range(96)
+            ]
+            for k in range(12)
+        ]
+        chunks.append(chunks[0])  # a whole duplicate put
+
+        def worker(k: int) -> None:
+            results[k] = s.put(chunks[k])
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(len(chunks))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        stored = [results[k].stored for k in range(len(chunks))]  # type: ignore[attr-defined]
+        assert sorted(stored) == [0] + [96] * 12  # one of the two identical puts was a duplicate
+        st = s.stats()
+        assert st.backlog_readings[IC] == 12 * 96
+        assert st.stored[IC] == 12 * 96
+        assert st.duplicates[IC] == 96
+
+
+def test_put_many_refuses_only_the_put_over_quota(tmp_path: Path) -> None:
+    with Spool.open(tmp_path / "s.db", quota_bytes=20_000) as s:
+        for _ in range(100):
+            try:
+                s.put_message(DataClass.ALARM, "alarm/p", b"A" * 500)
+            except SpoolFullError:
+                break
+
+        out = s.put_many([[], rows(1, 5, DataClass.ALARM), rows(3, 40, IC)])
+        assert out[0] == s.put_many([[]])[0]
+        assert isinstance(out[2], SpoolFullError)
+        assert s.stats().backlog_readings[IC] == 0
+
+
+def test_seal_deletes_exactly_the_rows_it_encoded_and_sorts_by_obis_bytes(tmp_path: Path) -> None:
+    with Spool.open(tmp_path / "s.db") as s:
+        # "1.0.10.8.0.255" sorts before "1.0.2.8.0.255" as text, after it as OBIS bytes
+        mixed = [
+            Reading("m1", obis, T0 + 900 * i, 7 * i + k, 0, 30, 0, IC)
+            for k, obis in enumerate(("1.0.10.8.0.255", "1.0.2.8.0.255", "1.0.1.8.0.255"))
+            for i in range(50)
+        ]
+        s.put(mixed)
+        item = s.seal(IC, thing="t", topic="dt/x", max_values=120)
+        assert item is not None
+        got = decode_batch(item.payload).readings
+        assert len(got) == 120
+        assert [r.obis for r in got] == sorted(
+            (r.obis for r in got), key=lambda o: bytes(int(x) for x in o.split("."))
+        )
+        assert s.stats().backlog_readings[IC] == 30
+        rest = s.seal(IC, thing="t", topic="dt/x", max_values=1000)
+        assert rest is not None
+        keys = {r.key for r in got} | {r.key for r in decode_batch(rest.payload).readings}
+        assert keys == {r.key for r in mixed}

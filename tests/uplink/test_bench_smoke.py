@@ -30,10 +30,12 @@ def test_alarm_latency_bench_tiny() -> None:
 
 def test_spool_bench_tiny() -> None:
     args = argparse.Namespace(
-        values=3000, batch_values=500, put_chunk=500, in_flight=4, timeout_s=60.0, seed=1
+        meters=3, days=1, batch_values=200, put_chunk=384, in_flight=4, timeout_s=60.0, seed=1
     )
     out = spool.run(args)
+    assert 0 < out["values"] <= 3 * 96 * 4
     assert out["outbox_left"] == 0
     assert out["messages"] >= 6
-    assert out["store"]["values_per_s"] > 0
+    assert out["store_in_child_process"]["values_per_s"] > 0
+    assert out["runtime_rss_mb"]["after_drain"] > 0
     assert out["ratio_publish_vs_bare_s"] is not None

@@ -14,7 +14,7 @@ from edge_core.batch import decode_batch, peek_batch_id
 from edge_core.bus.memory import MemoryBus
 from edge_core.config import UplinkConfig
 from edge_core.errors import BusUnavailableError, ConfigError, PayloadTooLargeError, PublishError
-from edge_core.model import DataClass, Topics
+from edge_core.model import DataClass, Reading, Topics
 from edge_core.uplink import Backoff, RateBudget, SpoolWorker, Uplink, UplinkSettings
 
 from .helpers import keys_of, open_spool, readings
@@ -99,7 +99,7 @@ def test_backoff_grows_with_jitter_and_resets() -> None:
     assert b.next_delay() <= 0.1
 
 
-def test_spool_worker_runs_alarm_jobs_first() -> None:
+def test_spool_worker_runs_alarm_jobs_while_a_bulk_job_runs() -> None:
     worker = SpoolWorker()
     gate = threading.Event()
     order: list[str] = []
@@ -107,12 +107,45 @@ def test_spool_worker_runs_alarm_jobs_first() -> None:
         blocker = worker.submit(SpoolWorker.BULK, gate.wait, 5)
         bulk = [worker.submit(SpoolWorker.BULK, order.append, f"bulk{i}") for i in range(3)]
         alarm = worker.submit(SpoolWorker.ALARM, order.append, "alarm")
+        alarm.result(5)  # done while the bulk thread is still blocked
+        assert order == ["alarm"]
+        assert not blocker.done()
         gate.set()
-        for f in [blocker, *bulk, alarm]:
+        for f in [blocker, *bulk]:
             f.result(5)
         assert order == ["alarm", "bulk0", "bulk1", "bulk2"]
     finally:
         worker.close()
+
+
+def test_spool_worker_coalesces_queued_puts_into_one_group_commit(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    worker = SpoolWorker()
+    gate = threading.Event()
+    calls: list[int] = []
+    put_many = spool.put_many
+
+    def counting_put_many(batches: list[list[Reading]]) -> list[object]:
+        calls.append(len(batches))
+        return put_many(batches)
+
+    spool.put_many = counting_put_many  # type: ignore[method-assign]
+    rows = readings(DataClass.INTERVAL, meters=6, per_meter=10)
+    try:
+        blocker = worker.submit(SpoolWorker.BULK, gate.wait, 5)
+        puts = [
+            worker.submit(SpoolWorker.BULK, spool.put, rows[i : i + 10]) for i in range(0, 60, 10)
+        ]
+        dup = worker.submit(SpoolWorker.BULK, spool.put, rows[:10])
+        gate.set()
+        blocker.result(5)
+        assert [f.result(5).stored for f in puts] == [10] * 6
+        assert dup.result(5).duplicates == 10
+        assert calls == [7]  # one coalesced call for the seven queued puts
+        assert spool.stats().backlog_readings[DataClass.INTERVAL] == 60
+    finally:
+        worker.close()
+        spool.close()
 
 
 def test_backlog_of_several_classes_drains_in_priority_order(tmp_path: Path) -> None:
