@@ -17,8 +17,11 @@ Window functions over a month of a large fleet are the expensive part of this qu
   DST-aware, one row per capture time at which the period changes plus the cycle ends, each
   with a weight +1 or -1) is joined to the lake; ``SUM(value * weight)`` per meter, channel and
   period is the period's energy. Only the few boundary captures of each day survive the join.
-* One window (``LAG``) over the import channel only gives the 15- and 30-minute demands and the
-  statistics of the VEE screen (min/max/P99 interval, zero intervals).
+* One window (``LAG``) per (meter, channel) gives the negative check on every channel and, on the
+  import channel, the 15- and 30-minute demands and the statistics of the VEE screen (max
+  interval, the exact spike quantile from its top-k positive intervals, zero intervals).
+* With a billing-day dataset (:mod:`cloud.billing.derived`) the same answer comes from ~100
+  summary rows per meter (:func:`derived_sql`), no window at query time.
 * Telescoping is exact only for complete, clean data with one multiplier. The same query
   returns a **screen** per meter (capture counts, distinct multipliers, OR of status bits, the
   import statistics). A meter that could fail any VEE rule (a gap, a status bit other than DST,
@@ -28,20 +31,22 @@ Window functions over a month of a large fleet are the expensive part of this qu
   determinants; the fast path only serves meters for which Python VEE would change nothing.
 
 Portability: standard SQL except where noted. ``arg_max(x, {'d': d, 'n': -t})`` is Athena
-``max_by(x, ROW(d, -t))``; ``quantile_cont(d, q)`` is Athena ``approx_percentile(d, q)``
-(approximate there: the screen then needs a margin); ``bit_or`` is Athena
-``bitwise_or_agg``. Athena's hive partition columns are usually strings: cast them.
+``max_by(x, ROW(d, -t))``; ``max(d, k)`` (top-k list) is Athena ``max(d, k)`` too;
+``bit_or`` is Athena ``bitwise_or_agg``. Athena's hive partition columns are usually strings:
+cast them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cloud.billing.derived import KTH, BillingDays, spike_rank, tariff_key
 from cloud.billing.determinants import (
     Demand,
     Determinants,
@@ -68,12 +73,17 @@ __all__ = [
     "LakeSource",
     "MeterAggregate",
     "aggregate",
+    "aggregate_derived",
     "aggregate_sql",
     "calendar_weights",
+    "derived_sql",
     "determinants_for",
     "fetch_captures",
     "iter_pages",
     "lake_schema",
+    "part_day_filter",
+    "quantile_from_top",
+    "spike_top_k",
 ]
 
 log = logging.getLogger(__name__)
@@ -131,28 +141,53 @@ def _day_key(t: int) -> int:
     return d.year * 10000 + d.month * 100 + d.day
 
 
+def part_day_filter(start: int, end: int) -> str:
+    """SQL predicate on the hive partitions (year/month/day) of the UTC days of
+    ``[start, end]`` (epoch s): lets DuckDB skip every other day's files."""
+    return f"{_PART_DAY} BETWEEN {_day_key(start)} AND {_day_key(end)}"
+
+
+def spike_top_k(intervals: int, q: float) -> int:
+    """How many of the largest positive intervals give the exact q-quantile of up to
+    ``intervals`` values (see :func:`cloud.billing.vee.quantile`)."""
+    return spike_rank(max(1, intervals), q) + 1
+
+
+def quantile_from_top(top: Sequence[float], n: int, q: float) -> float | None:
+    """The q-quantile of ``n`` values from their largest ones (descending), computed exactly
+    like :func:`cloud.billing.vee.quantile`; None if ``top`` is too short."""
+    if n <= 0:
+        return None
+    pos = (n - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    i_lo, i_hi = n - 1 - lo, n - 1 - hi  # positions in the descending list
+    if i_lo >= len(top):
+        return None
+    x_lo, x_hi = top[i_lo], top[i_hi]
+    return x_lo + (x_hi - x_lo) * (pos - lo)
+
+
 def aggregate_sql(
     cycle: BillingCycle,
     tariff: Tariff,
     meters: Sequence[str] | None = None,
     spike_quantile: float = 0.99,
 ) -> str:
-    """The aggregate query of one cycle: one row per (meter, channel, period) energy, joined
+    """The lake aggregate of one cycle: one row per (meter, channel, period) energy, joined
     with the per-meter screen and demand statistics (see the module doc)."""
     cal = ", ".join(f"({t}, {_lit(p)}, {w})" for t, p, w in calendar_weights(cycle, tariff))
     chans = ", ".join(_lit(c) for c in CHANNELS)
-    meter_filter = ""
-    if meters is not None:
-        meter_filter = "AND meter IN (" + ", ".join(_lit(m) for m in meters) + ")"
+    imp = _lit(CH_IMPORT)
+    top_k = spike_top_k(cycle.intervals, spike_quantile)
     return f"""
 WITH cal (capture_time, period, w) AS (VALUES {cal}),
 base AS (
     SELECT meter, channel, capture_time, value, status, multiplier
     FROM intervals
     WHERE capture_time BETWEEN {cycle.start} AND {cycle.end}
-      AND {_PART_DAY} BETWEEN {_day_key(cycle.start)}
-          AND {_day_key(cycle.end)}
-      AND channel IN ({chans}) {meter_filter}
+      AND {part_day_filter(cycle.start, cycle.end)}
+      AND channel IN ({chans}) {_meter_filter(meters)}
 ),
 energy AS (
     SELECT b.meter, b.channel, c.period, SUM(b.value * c.w) AS wh
@@ -160,98 +195,170 @@ energy AS (
     GROUP BY b.meter, b.channel, c.period
 ),
 screen AS (
-    SELECT meter,
-           MIN(CASE WHEN channel = {_lit(CH_IMPORT)} THEN n ELSE NULL END) AS n_import,
-           MIN(n) AS n_min, COUNT(*) AS n_channels, MAX(nm) AS nm, BIT_OR(st) AS st
+    SELECT meter, MIN(n) AS n_min, COUNT(*) AS n_channels, MAX(nm) AS nm, BIT_OR(st) AS st
     FROM (SELECT meter, channel, COUNT(*) AS n, COUNT(DISTINCT multiplier) AS nm,
                  BIT_OR(status) AS st
           FROM base GROUP BY meter, channel) s
     GROUP BY meter
 ),
 diffs AS (
-    SELECT meter, capture_time,
+    SELECT meter, channel, capture_time,
            value - LAG(value) OVER w AS d,
-           value - LAG(value, 2) OVER w AS d30
-    FROM base WHERE channel = {_lit(CH_IMPORT)}
-    WINDOW w AS (PARTITION BY meter ORDER BY capture_time)
+           CASE WHEN channel = {imp} THEN value - LAG(value, 2) OVER w END AS d30
+    FROM base
+    WINDOW w AS (PARTITION BY meter, channel ORDER BY capture_time)
 ),
 demand AS (
     SELECT meter,
-           MIN(d) AS d_min, MAX(d) AS d_max,
-           arg_max(capture_time, {{'d': d, 'n': -capture_time}}) AS t_max,
-           MAX(d30) FILTER (WHERE capture_time % 1800 = 0
+           MIN(d) AS d_min,
+           MAX(d) FILTER (WHERE channel = {imp}) AS d_max,
+           arg_max(capture_time, {{'d': d, 'n': -capture_time}})
+               FILTER (WHERE channel = {imp}) AS t_max,
+           MAX(d30) FILTER (WHERE channel = {imp} AND capture_time % 1800 = 0
                             AND capture_time - 1800 >= {cycle.start}) AS d30_max,
            arg_max(capture_time, {{'d': d30, 'n': -capture_time}})
-               FILTER (WHERE capture_time % 1800 = 0
+               FILTER (WHERE channel = {imp} AND capture_time % 1800 = 0
                        AND capture_time - 1800 >= {cycle.start}) AS t30_max,
-           quantile_cont(d, {float(spike_quantile)!r}) FILTER (WHERE d > 0) AS p_q,
-           COUNT(*) FILTER (WHERE d > 0) AS n_pos,
-           COUNT(*) FILTER (WHERE d = 0) AS n_zero
+           max(d, {top_k}) FILTER (WHERE channel = {imp} AND d > 0) AS top,
+           COUNT(*) FILTER (WHERE channel = {imp} AND d > 0) AS n_pos,
+           COUNT(*) FILTER (WHERE channel = {imp} AND d = 0) AS n_zero
     FROM diffs WHERE d IS NOT NULL
+    GROUP BY meter
+),
+reg AS (
+    SELECT meter,
+           MAX(value) FILTER (WHERE capture_time = {cycle.start}) AS r0,
+           MAX(value) FILTER (WHERE capture_time = {cycle.end}) AS r1
+    FROM base WHERE channel = {imp} AND capture_time IN ({cycle.start}, {cycle.end})
     GROUP BY meter
 )
 SELECT e.meter, e.channel, e.period, e.wh,
-       s.n_import, s.n_min, s.n_channels, s.nm, s.st,
-       d.d_min, d.d_max, d.t_max, d.d30_max, d.t30_max, d.p_q, d.n_pos, d.n_zero
-FROM energy e JOIN screen s ON e.meter = s.meter LEFT JOIN demand d ON e.meter = d.meter
+       s.n_min = {cycle.intervals + 1} AND s.n_channels = {len(CHANNELS)} AND s.nm = 1
+           AND (s.st | {STATUS_DST}) = {STATUS_DST} AND d.d_min >= 0 AS complete,
+       d.d_max, d.t_max - {INTERVAL_S}, d.d30_max, d.t30_max - {2 * INTERVAL_S},
+       d.top, d.n_pos, d.n_zero, r.r1 - r.r0
+FROM energy e JOIN screen s ON e.meter = s.meter
+     LEFT JOIN demand d ON e.meter = d.meter
+     LEFT JOIN reg r ON e.meter = r.meter
 ORDER BY e.meter, e.channel, e.period
 """
 
 
+def derived_sql(
+    files: Sequence[Path],
+    cycle: BillingCycle,
+    tariff: Tariff,
+    meters: Sequence[str] | None = None,
+    spike_quantile: float = 0.99,
+) -> str:
+    """The billing-days aggregate of one cycle (:mod:`cloud.billing.derived`): **one row per
+    meter** from ~100 rows each, energies pivoted into columns ``wh_<channel>_<period>`` (by
+    index in :data:`CHANNELS` and ``tariff.period_names``), the screen, and ``top``: the
+    largest ``kth_pos`` values (a lower bound of the spike quantile is picked in Python)."""
+    file_list = ", ".join(_lit(p.as_posix()) for p in files)
+    top_j = math.ceil(spike_rank(max(1, cycle.intervals), spike_quantile) / KTH)
+    pivot = ",\n           ".join(
+        f"SUM({col}) FILTER (WHERE period = {_lit(p)}) AS wh_{ci}_{pi}"
+        for ci, col in enumerate(("ai", "ae", "ri", "re"))
+        for pi, p in enumerate(tariff.period_names)
+    )
+    return f"""
+WITH d AS (
+    SELECT * FROM read_parquet([{file_list}]) WHERE TRUE {_meter_filter(meters)}
+),
+m AS (
+    SELECT meter,
+           SUM(ok) = {cycle.intervals} AND MIN(mult_min) = MAX(mult_max) AS complete,
+           MAX(d_max) AS d_max, MAX(d30_max) AS d30_max,
+           list_sort(list(kth_pos) FILTER (WHERE kth_pos IS NOT NULL), 'DESC')[:{top_j}] AS top,
+           SUM(n_pos) AS n_pos, SUM(n_zero) AS n_zero,
+           arg_max(reg1, day) - arg_min(reg0, day) AS reg,
+           {pivot}
+    FROM d GROUP BY meter
+),
+t AS (  -- earliest block reaching the maximum (ties go to the earliest, as in Python)
+    SELECT d.meter, MIN(d.t_max) FILTER (WHERE d.d_max = m.d_max) AS t_max,
+           MIN(d.t30_max) FILTER (WHERE d.d30_max = m.d30_max) AS t30_max
+    FROM d JOIN m ON d.meter = m.meter
+    GROUP BY d.meter
+)
+SELECT * FROM m JOIN t USING (meter)
+"""
+
+
+def _meter_filter(meters: Sequence[str] | None) -> str:
+    if meters is None:
+        return ""
+    if not meters:
+        return "AND FALSE"
+    return "AND meter IN (" + ", ".join(_lit(m) for m in meters) + ")"
+
+
 @dataclass(frozen=True, slots=True)
 class MeterAggregate:
-    """The SQL answer for one meter: energies (Wh) per (channel, period) and its screen."""
+    """The SQL answer for one meter: energies (Wh) per (channel, period) and its screen.
+
+    ``complete``: every interval of the cycle present on all four channels, no status bit but
+    DST, one multiplier, no register running backwards. Demand times are block starts.
+    ``spike_floor`` is the spike quantile of the positive import intervals (exact from the
+    lake) or a lower bound of it (billing days); None when unknown.
+    """
 
     meter: str
     wh: Mapping[tuple[str, str], float]
-    n_import: int
-    n_min: int
-    n_channels: int
-    multipliers: int
-    status_or: int
-    d_min: float | None
+    complete: bool
     d_max: float | None
     t_max: int | None
     d30_max: float | None
     t30_max: int | None
-    p_quantile: float | None
+    spike_floor: float | None
     n_pos: int
     n_zero: int
+    register_wh: float | None
 
     def clean(self, cycle: BillingCycle, config: VeeConfig) -> bool:
         """True when Python VEE would neither estimate nor flag anything (conservative)."""
-        if self.n_channels != len(CHANNELS) or self.n_min != cycle.intervals + 1:
+        if not self.complete or self.d_max is None or self.register_wh is None:
             return False
-        if self.multipliers != 1 or self.status_or & ~STATUS_DST:
-            return False
-        if self.d_min is None or self.d_max is None or self.d_min < 0:
-            return False
-        limit = float("inf")
-        if self.n_pos >= config.spike_min_samples and self.p_quantile is not None:
-            limit = config.spike_k * self.p_quantile
+        limit = math.inf
+        if self.n_pos >= config.spike_min_samples:
+            if self.spike_floor is None:
+                return False
+            limit = config.spike_k * self.spike_floor
         if config.physical_max_wh is not None:
             limit = min(limit, config.physical_max_wh)
         if self.d_max > limit:
             return False
-        return self.n_zero < config.zero_run_min
+        # Every interval is actual: a zero run needs zero_run_min zeros and a zero share below
+        # zero_share_max (the Python rule's own condition, same expression).
+        return (
+            self.n_zero < config.zero_run_min
+            or self.n_zero / cycle.intervals >= config.zero_share_max
+        )
 
 
 class LakeSource:
     """A DuckDB connection with the view ``intervals`` over the lake under ``root``
-    (``<root>/lake/intervals/year=/month=/day=/*.parquet``), or over ``glob``."""
+    (``<root>/lake/intervals/year=/month=/day=/*.parquet``), or over ``glob``.
+    ``threads`` caps DuckDB's worker threads (None: DuckDB's default, one per core)."""
 
-    def __init__(self, root: Path | str | None = None, *, glob: str | None = None) -> None:
+    def __init__(
+        self, root: Path | str | None = None, *, glob: str | None = None, threads: int | None = None
+    ) -> None:
         import duckdb
 
         if glob is None:
             if root is None:
                 raise StorageError("a lake root or glob is required")
             glob = (Path(root) / LAKE_PREFIX / "**" / "*.parquet").as_posix()
+        self.root = None if root is None else Path(root)
         self.glob = glob
         self._duckdb = duckdb
         self.con = duckdb.connect()
         try:
             self.con.execute("SET preserve_insertion_order = false")
+            if threads is not None:
+                self.con.execute(f"SET threads = {int(threads)}")
             self.con.execute(
                 "CREATE VIEW intervals AS SELECT * FROM "
                 f"read_parquet({_lit(glob)}, hive_partitioning = true)"
@@ -266,6 +373,13 @@ class LakeSource:
         except self._duckdb.Error as exc:
             raise StorageError(f"lake query failed: {exc}") from exc
 
+    def arrow(self, sql: str) -> Any:
+        """The result as a pyarrow Table."""
+        try:
+            return self.con.sql(sql).to_arrow_table()
+        except self._duckdb.Error as exc:
+            raise StorageError(f"lake query failed: {exc}") from exc
+
     def close(self) -> None:
         self.con.close()
 
@@ -276,6 +390,35 @@ class LakeSource:
         self.close()
 
 
+def _rows_to_aggregates(
+    rows: Iterable[tuple[Any, ...]], floor_of: Callable[[Sequence[float], int], float | None]
+) -> dict[str, MeterAggregate]:
+    out: dict[str, MeterAggregate] = {}
+    wh: dict[str, dict[tuple[str, str], float]] = {}
+    for row in rows:
+        meter, channel, period, value, complete, d_max, t_max, d30, t30, top, n_pos, n_zero, reg = (
+            row
+        )
+        wh.setdefault(meter, {})[(channel, period)] = float(value)
+        if meter in out:
+            continue
+        n_pos = int(n_pos or 0)
+        out[meter] = MeterAggregate(
+            meter,
+            wh[meter],
+            bool(complete),
+            None if d_max is None else float(d_max),
+            None if t_max is None else int(t_max),
+            None if d30 is None else float(d30),
+            None if t30 is None else int(t30),
+            None if top is None else floor_of(top, n_pos),
+            n_pos,
+            int(n_zero or 0),
+            None if reg is None else float(reg),
+        )
+    return out
+
+
 def aggregate(
     source: LakeSource,
     cycle: BillingCycle,
@@ -283,32 +426,58 @@ def aggregate(
     meters: Sequence[str] | None = None,
     config: VeeConfig | None = None,
 ) -> dict[str, MeterAggregate]:
-    """Run :func:`aggregate_sql` and group its rows per meter."""
+    """Run :func:`aggregate_sql` over the lake and group its rows per meter."""
     cfg = config or VeeConfig()
     sql = aggregate_sql(cycle, tariff, meters, cfg.spike_quantile)
+
+    def floor_of(top: Sequence[float], n: int) -> float | None:
+        return quantile_from_top(top, n, cfg.spike_quantile)
+
+    return _rows_to_aggregates(source.query(sql), floor_of)
+
+
+def aggregate_derived(
+    source: LakeSource,
+    files: Sequence[Path],
+    cycle: BillingCycle,
+    tariff: Tariff,
+    *,
+    meters: Sequence[str] | None = None,
+    config: VeeConfig | None = None,
+) -> dict[str, MeterAggregate]:
+    """Run :func:`derived_sql` over billing-day files; one aggregate per meter."""
+    cfg = config or VeeConfig()
+    names = tariff.period_names
+    tab = source.arrow(derived_sql(files, cycle, tariff, meters, cfg.spike_quantile))
+    col = {n: tab.column(n).to_pylist() for n in tab.column_names}
     out: dict[str, MeterAggregate] = {}
-    wh: dict[str, dict[tuple[str, str], float]] = {}
-    for row in source.query(sql):
-        meter, channel, period, value, *screen = row
-        wh.setdefault(meter, {})[(channel, period)] = float(value)
-        if meter not in out:
-            out[meter] = MeterAggregate(
-                meter,
-                wh[meter],
-                int(screen[0] or 0),
-                int(screen[1]),
-                int(screen[2]),
-                int(screen[3]),
-                int(screen[4]),
-                None if screen[5] is None else float(screen[5]),
-                None if screen[6] is None else float(screen[6]),
-                None if screen[7] is None else int(screen[7]),
-                None if screen[8] is None else float(screen[8]),
-                None if screen[9] is None else int(screen[9]),
-                None if screen[10] is None else float(screen[10]),
-                int(screen[11] or 0),
-                int(screen[12] or 0),
-            )
+    for i, meter in enumerate(col["meter"]):
+        n_pos = int(col["n_pos"][i] or 0)
+        top = col["top"][i]
+        floor = None
+        if top is not None:
+            j = math.ceil(spike_rank(max(1, n_pos), cfg.spike_quantile) / KTH)
+            floor = float(top[j - 1]) if len(top) >= j else None
+        wh = {
+            (ch, p): v
+            for ci, ch in enumerate(CHANNELS)
+            for pi, p in enumerate(names)
+            if (v := col[f"wh_{ci}_{pi}"][i]) is not None
+        }
+        d_max, t_max, d30, t30 = (col[k][i] for k in ("d_max", "t_max", "d30_max", "t30_max"))
+        out[meter] = MeterAggregate(
+            meter,
+            wh,
+            bool(col["complete"][i]),
+            d_max,
+            t_max,
+            d30,
+            t30,
+            floor,
+            n_pos,
+            int(col["n_zero"][i] or 0),
+            col["reg"][i],
+        )
     return out
 
 
@@ -316,7 +485,7 @@ def _from_aggregate(agg: MeterAggregate, cycle: BillingCycle, tariff: Tariff) ->
     names = tariff.period_names
 
     def total(ch: str) -> float:
-        return sum(v for (c, _), v in agg.wh.items() if c == ch) / 1000.0
+        return math.fsum(v for (c, _), v in agg.wh.items() if c == ch) / 1000.0
 
     periods = tuple(
         PeriodEnergy(
@@ -327,12 +496,11 @@ def _from_aggregate(agg: MeterAggregate, cycle: BillingCycle, tariff: Tariff) ->
         for p in sorted(names)
     )
     kwh_i, kvarh_i = total(CH_IMPORT), total(CH_Q_IMPORT)
-    pf = None if kwh_i == 0 and kvarh_i == 0 else kwh_i / (kwh_i**2 + kvarh_i**2) ** 0.5
+    pf = None if kwh_i == 0 and kvarh_i == 0 else kwh_i / math.hypot(kwh_i, kvarh_i)
 
-    def demand(wh: float | None, t_end: int | None, block: int) -> Demand | None:
-        if wh is None or t_end is None:
+    def demand(wh: float | None, start: int | None, block: int) -> Demand | None:
+        if wh is None or start is None:
             return None
-        start = t_end - block
         return Demand(wh * 3600.0 / block / 1000.0, start, tariff.local_iso(start))
 
     return Determinants(
@@ -353,7 +521,7 @@ def _from_aggregate(agg: MeterAggregate, cycle: BillingCycle, tariff: Tariff) ->
         intervals_actual=cycle.intervals,
         intervals_estimated=0,
         intervals_missing=0,
-        register_delta_kwh=kwh_i,
+        register_delta_kwh=None if agg.register_wh is None else agg.register_wh / 1000.0,
         register_check="ok",
         flags=(),
         dst_days=dst_days(tariff, cycle.start, cycle.end),
@@ -369,10 +537,9 @@ def fetch_captures(
         sql = (
             "SELECT meter, channel, capture_time, value, status, multiplier FROM intervals "
             f"WHERE capture_time BETWEEN {start} AND {end} "
-            f"AND {_PART_DAY} BETWEEN {_day_key(start)} "
-            f"AND {_day_key(end)} "
+            f"AND {part_day_filter(start, end)} "
             f"AND channel IN ({', '.join(_lit(c) for c in CHANNELS)}) "
-            f"AND meter IN ({', '.join(_lit(m) for m in chunk)}) "
+            f"{_meter_filter(chunk)} "
             "ORDER BY meter, channel, capture_time"
         )
         for m, ch, t, v, st, mult in source.query(sql):
@@ -393,15 +560,28 @@ def determinants_for(
     config: VeeConfig | None = None,
     *,
     force_python: bool = False,
+    derived: BillingDays | None = None,
 ) -> list[Determinants]:
     """Determinants of ``meters`` (None: every meter with data in the cycle), sorted by meter.
 
-    Clean meters come from the SQL aggregate; the others (and all with ``force_python``) go
-    through Python VEE on rows fetched from the lake, with ``config.history_s`` of history.
-    A requested meter without any data in the cycle gets all-missing determinants.
+    Clean meters come from the SQL aggregate: over the billing-day dataset ``derived`` when it
+    has every day of the cycle (built for ``tariff``), else over the lake. The others (and all
+    with ``force_python``) go through Python VEE on rows fetched from the lake, with
+    ``config.history_s`` of history. A requested meter without any data in the cycle gets
+    all-missing determinants.
     """
     cfg = config or VeeConfig()
-    aggs = aggregate(source, cycle, tariff, meters, cfg)
+    files = None
+    if derived is not None:
+        if derived.key != tariff_key(tariff):
+            raise StorageError(f"billing days {derived.key} were built for another tariff")
+        files = derived.files_for(cycle)
+        if files is None:
+            log.info("billing days incomplete for %s: aggregating the lake", cycle.label)
+    if files is not None:
+        aggs = aggregate_derived(source, files, cycle, tariff, meters=meters, config=cfg)
+    else:
+        aggs = aggregate(source, cycle, tariff, meters, cfg)
     wanted = sorted(set(meters) if meters is not None else set(aggs))
     fast = {} if force_python else {m: a for m, a in aggs.items() if a.clean(cycle, cfg)}
     slow = [m for m in wanted if m not in fast]

@@ -13,11 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.billing import generate_lake
-from cloud.billing.determinants import compute_determinants
+from cloud.billing.derived import BillingDays
+from cloud.billing.determinants import compute_determinants, dst_days
 from cloud.billing.export import HEADER, export_name, write_billing_export
-from cloud.billing.sql import LakeSource, aggregate, determinants_for, lake_schema
-from cloud.billing.tou import BillingCycle
+from cloud.billing.sql import (
+    LakeSource,
+    aggregate,
+    aggregate_derived,
+    determinants_for,
+    lake_schema,
+)
+from cloud.billing.tou import BillingCycle, Tariff
 from cloud.billing.vee import CH_IMPORT, CHANNELS, STATUS_NOT_VALID, Capture, VeeConfig, vee_channel
+from cloud.storage.base import StorageError
 from tests.billing.helpers import TARIFF, cumulative, utc
 
 START = utc(2024, 3, 1)
@@ -180,3 +188,108 @@ def test_estimation_preserves_register_delta(
     d = compute_determinants("m", {CH_IMPORT: caps}, BillingCycle(start, start + n * 900), TARIFF)
     assert d.register_check == "ok"
     assert d.intervals_actual + d.intervals_estimated == n
+
+
+# -- billing-day dataset (cloud.billing.derived) ---------------------------------------------
+
+LSTART = TARIFF.local_midnight(datetime(2024, 3, 29).date())  # Fri; 31 March is 23 h long
+LCYCLE = BillingCycle(LSTART, TARIFF.local_midnight(datetime(2024, 4, 2).date()), "l1")
+
+
+def _dirty_local_fleet() -> dict[str, dict[str, list[Capture]]]:
+    n = LCYCLE.intervals
+    incs = [20.0 + (i % 96) / 4 for i in range(n)]
+    full = {ch: cumulative(LSTART, incs) for ch in CHANNELS}
+    spiky = list(incs)
+    spiky[130] = 5000.0
+    back = cumulative(LSTART, incs)
+    back[200] = Capture(back[200].time, back[200].value - 500.0)  # export register runs back
+    tie = [10.0] * n  # every interval ties: the earliest block must win
+    zeros = [0.0 if 40 <= i < 60 else incs[i] for i in range(n)]  # 20 zeros: a zero run
+    ct = [
+        c if i < 150 else Capture(c.time, c.value * 3, 0, 3.0)
+        for i, c in enumerate(cumulative(LSTART, incs))
+    ]
+    return {
+        "X-gap": {**full, CH_IMPORT: cumulative(LSTART, incs, drop={10, 11, 100})},
+        "X-ct": {**full, CH_IMPORT: ct},
+        "X-spike": {**full, CH_IMPORT: cumulative(LSTART, spiky)},
+        "X-back": {**full, CHANNELS[1]: back},
+        "X-tie": {ch: cumulative(LSTART, tie) for ch in CHANNELS},
+        "X-zero": {**full, CH_IMPORT: cumulative(LSTART, zeros)},
+        "X-status": {**full, CH_IMPORT: cumulative(LSTART, incs, status={5: STATUS_NOT_VALID})},
+    }
+
+
+@pytest.fixture(scope="module")
+def local_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("llake")
+    generate_lake(root, 5, 4, LSTART)
+    _write_extra(root, _dirty_local_fleet())
+    return root
+
+
+def test_billing_days_path_equals_python_path(local_lake: Path) -> None:
+    days = BillingDays(local_lake, TARIFF)
+    with LakeSource(local_lake) as src:
+        stats = days.build(src, days.days_of(LCYCLE) or [])
+        assert stats.days == 4
+        assert stats.rows > 0
+        assert stats.bytes > 0
+        files = days.files_for(LCYCLE)
+        assert files is not None
+        aggs = aggregate_derived(src, files, LCYCLE, TARIFF)
+        fast = determinants_for(None, LCYCLE, TARIFF, src, derived=days)
+        lake = determinants_for(None, LCYCLE, TARIFF, src)
+        slow = determinants_for(None, LCYCLE, TARIFF, src, force_python=True)
+    clean = {m for m, a in aggs.items() if a.clean(LCYCLE, VeeConfig())}
+    assert clean == {f"M{i:06d}" for i in range(5)} | {"X-tie"}
+    assert len(fast) == len(slow) == 12
+    for a, b, c in zip(fast, slow, lake, strict=True):
+        da, db, dc = a.to_dict(), b.to_dict(), c.to_dict()
+        for k in db:
+            if isinstance(db[k], float):
+                assert _close(da[k], db[k]), (a.meter, k)
+                assert _close(dc[k], db[k]), (a.meter, k)
+            elif k == "periods":
+                for pa_, pb, pc in zip(da[k], db[k], dc[k], strict=True):
+                    assert _close(pa_["import_kwh"], pb["import_kwh"]), a.meter
+                    assert _close(pc["export_kwh"], pb["export_kwh"]), a.meter
+            else:
+                assert da[k] == db[k], (a.meter, k)
+                assert dc[k] == db[k], (a.meter, k)
+    by = {d.meter: d for d in fast}
+    assert by["X-tie"].max_demand_15 is not None
+    assert by["X-tie"].max_demand_15.start == LSTART  # earliest of all equal intervals
+    assert dict(by["X-back"].flags).get("negative") == 1
+    assert dict(by["X-zero"].flags).get("zero_run") == 20
+    assert dict(dst_days(TARIFF, LCYCLE.start, LCYCLE.end)) == {"2024-03-31": 92}
+
+
+def test_billing_days_freshness_and_fallback(tmp_path: Path) -> None:
+    generate_lake(tmp_path, 3, 4, LSTART)
+    days = BillingDays(tmp_path, TARIFF)
+    wanted = days.days_of(LCYCLE) or []
+    assert days.stale(wanted) == wanted
+    with LakeSource(tmp_path) as src:
+        assert days.files_for(LCYCLE) is None  # nothing built: the lake path answers
+        before = determinants_for(None, LCYCLE, TARIFF, src, derived=days)
+        days.refresh(src, wanted)
+        assert days.stale(wanted) == []
+        built = determinants_for(None, LCYCLE, TARIFF, src, derived=days)
+        assert [d.to_json() for d in built] != []
+        assert len(built) == len(before)
+        for a, b in zip(built, before, strict=True):
+            assert _close(a.import_kwh, b.import_kwh)
+        # Late data recompacted into one UTC day: only the local days built from it are stale.
+        part = next(iter(sorted((tmp_path / "lake/intervals").rglob("day=30/*.parquet"))))
+        pq.write_table(pq.read_table(part), part)
+        stale = days.stale(wanted)
+        assert stale
+        assert set(stale) < set(wanted)
+        assert days.refresh(src, wanted).days == len(stale)
+        # A cycle not on local midnights is not served by billing days.
+        assert days.days_of(BillingCycle(LSTART + 3600, LCYCLE.end)) is None
+        other = Tariff.from_dict({**TARIFF.to_dict(), "default": "night"})
+        with pytest.raises(StorageError):
+            determinants_for(None, LCYCLE, other, src, derived=days)
