@@ -63,13 +63,13 @@ def with_thing_name(mapping: Mapping[str, Any]) -> dict[str, Any]:
 def make_bus(config_path: str | None) -> Bus:
     """GreengrassBus under a nucleus, else MqttBus from the configuration file."""
     if os.environ.get(ENV_SOCKET):
-        from edge_core.bus.greengrass import GreengrassBus  # noqa: PLC0415 - loads awscrt only here
+        from edge_core.bus.greengrass import GreengrassBus
 
         return GreengrassBus.from_environment()
     if not config_path:
         raise ConfigError(f"not under Greengrass ({ENV_SOCKET} unset) and no --config file given")
-    from edge_core.bus.mqtt import MqttBus, load_mapping_file  # noqa: PLC0415 - direct mode only
-    from edge_core.bus.settings import MqttSettings  # noqa: PLC0415 - direct mode only
+    from edge_core.bus.mqtt import MqttBus, load_mapping_file
+    from edge_core.bus.settings import MqttSettings
 
     mapping = load_mapping_file(config_path)
     mqtt = dict(mapping.get("mqtt") or {})

@@ -34,6 +34,7 @@ __all__ = [
     "Finding",
     "MeterConfig",
     "detect_clock_drift",
+    "detect_level_drop",
     "detect_missing_intervals",
     "detect_register_backwards",
     "detect_reverse_flow",
@@ -289,6 +290,46 @@ def detect_missing_intervals(
                                    "clock-adjusted status"))
             run = []
     return out
+
+
+def detect_level_drop(
+    window: DayWindow,
+    baseline_14d_wh: float,
+    baseline_weekday_wh: float,
+    history_days: int,
+    *,
+    max_ratio: float = 0.6,
+    min_history: int = 7,
+    min_baseline_wh: float = 500.0,
+    max_missing: int = 4,
+) -> list[Finding]:
+    """The day's import fell below ``max_ratio`` of the meter's own level: of the median daily
+    total of its trailing 14 days (``baseline_14d_wh``) *and* of the median of its last same
+    weekdays (``baseline_weekday_wh``; NaN = not known, then the 14-day median alone decides).
+
+    The weekday condition keeps weekend-closed businesses quiet. Needs ``min_history`` trailing
+    days, a baseline of at least ``min_baseline_wh`` (an empty flat is not a drop) and at most
+    ``max_missing`` missing intervals (the total of the others is scaled up to the day).
+    A uniform scale-down (bypass, halved CT ratio) changes no shape, only this level.
+    """
+    n = len(window.energy)
+    missing = window.missing
+    if history_days < min_history or missing > max_missing or n == missing:
+        return []
+    if not baseline_14d_wh >= min_baseline_wh:  # also False for NaN
+        return []
+    total = float(np.nansum(window.energy)) * n / (n - missing)
+    ratio = total / baseline_14d_wh
+    if not ratio < max_ratio:
+        return []
+    if np.isfinite(baseline_weekday_wh) and baseline_weekday_wh > 0:
+        if not total < max_ratio * baseline_weekday_wh:
+            return []
+        ratio = max(ratio, total / baseline_weekday_wh)
+    end = window.start + window.source_intervals * INTERVAL_S
+    return [Finding("level_drop", window.meter, window.start, end, round(ratio, 4), max_ratio,
+                    f"{total / 1000:.2f} kWh imported on {window.day} is {ratio:.0%} of the "
+                    f"meter's own level ({baseline_14d_wh / 1000:.2f} kWh 14-day median)")]
 
 
 def detect_window(

@@ -114,13 +114,15 @@ class ScoreReport:
 
 def score_windows(
     model: AnomalyModel, windows: Sequence[DayWindow], history: StatsHistory, *,
-    record: bool = True,
+    record: bool = True, threshold: float | None = None,
 ) -> ScoreReport:
-    """Score day windows against ``history`` and emit events above the model's threshold.
+    """Score day windows against ``history`` and emit events above the model's threshold
+    (or ``threshold`` when given: a site override of the card's value).
 
     With ``record`` the windows are added to the history afterwards (so tomorrow's baseline
     includes today). Windows without enough history are skipped with ``"no_history"``.
     """
+    limit = model.threshold if threshold is None else float(threshold)
     if not windows:
         return ScoreReport(np.zeros(0), ())
     base = history.baselines_for(windows)
@@ -135,14 +137,14 @@ def score_windows(
             skipped.append((w.meter, w.day, reason))
             continue
         s = float(scores[i])
-        if s > model.threshold:
+        if s > limit:
             bt = float(base.weekday_total[i])
             if math.isnan(bt):
                 bt = float(base.total_14d[i])
             events.append(AnomalyEvent(
                 meter=w.meter, day=w.day, window_start=w.start,
                 window_end=w.start + w.source_intervals * 900, source="model", kind="learned",
-                score=s, threshold=model.threshold, model_version=model.version,
+                score=s, threshold=limit, model_version=model.version,
                 contributions=tuple(model.explain(fb.x[i])),
                 daily_total_wh=float(fb.stats.total[i]),
                 baseline_total_wh=None if math.isnan(bt) else bt,

@@ -417,6 +417,26 @@ class StatsHistory:
             rows.clear()
             rows.extend(kept[-self.keep_days :])
 
+    def meters(self) -> list[str]:
+        """Meters with at least one recorded day."""
+        return [m for m, rows in self._rows.items() if rows]
+
+    def rows(self, meter: str) -> list[tuple[dt.date, float, float, float, float]]:
+        """The kept rows of ``meter`` (day, total Wh, night share, peak Wh, reverse share),
+        oldest first; NaN where a statistic was not available."""
+        return list(self._rows.get(meter, ()))
+
+    def restore(self, meter: str, rows: Iterable[tuple[dt.date, float, float, float, float]]
+                ) -> None:
+        """Replace the rows of ``meter`` (e.g. from a state file); the newest ``keep_days``
+        rows are kept, one per day."""
+        by_day = {r[0]: r for r in rows}
+        kept = sorted(by_day.values(), key=lambda r: r[0])[-self.keep_days :]
+        self._rows[meter] = deque(kept)
+
+    def forget(self, meter: str) -> None:
+        self._rows.pop(meter, None)
+
     def baselines_for(self, windows: Sequence[DayWindow]) -> Baselines:
         n = len(windows)
         out = {k: np.full(n, np.nan, dtype=np.float32) for k in ("wd", "t", "n", "p", "r")}

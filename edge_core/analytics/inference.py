@@ -150,7 +150,7 @@ class AnomalyModel:
         if digest != card.onnx_sha256:
             raise ModelError(f"{card.onnx_file} digest {digest[:12]} does not match the card")
         try:
-            import onnxruntime as ort  # noqa: PLC0415 (lazy: heavy optional dependency)
+            import onnxruntime as ort
 
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1

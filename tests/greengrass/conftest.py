@@ -82,3 +82,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BuildResult]:
         )
     )
     return out, result
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, tiny trained model (model_version "tiny-v1"), trained once per session; the
+    analytics component loads and runs it."""
+    from tests.analytics.conftest import session_tiny_model
+
+    return session_tiny_model(tmp_path_factory)

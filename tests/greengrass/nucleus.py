@@ -256,6 +256,7 @@ class NucleusStandIn:
         self.validity_reports: list[dict[str, Any]] = []
         self.deferrals: list[dict[str, Any]] = []
         self.connections_accepted = 0
+        self.peers: list[NucleusStandIn] = []  # stand-ins sharing local pub/sub (bridge_local)
         self._lock = threading.Lock()
         self._conns: set[_Conn] = set()
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
@@ -430,6 +431,20 @@ class NucleusStandIn:
         with self._lock:
             return next(d for d in self.deferrals if d.get("deploymentId") == deployment)
 
+    def bridge_local(self, other: NucleusStandIn) -> None:
+        """Share local pub/sub with ``other``, both ways: two components of one nucleus, each
+        with its own socket, configuration and accessControl. A PublishToTopic that this
+        stand-in authorised is delivered to the matching SubscribeToTopic streams of both."""
+        self.peers.append(other)
+        other.peers.append(self)
+
+    def _deliver_from_peer(self, topic: str, payload: bytes) -> None:
+        """Called on any thread: deliver a peer's local message on this stand-in's loop."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # this stand-in is stopping
+                loop.call_soon_threadsafe(self._deliver_local, topic, payload)
+
     def disconnect_all(self) -> None:
         """Drop every client connection (as a nucleus restart would)."""
         self._call(self._drop_all)
@@ -593,6 +608,8 @@ class NucleusStandIn:
             with self._lock:
                 self.local_published.append((topic, data))
             self._deliver_local(topic, data)
+            for peer in self.peers:
+                peer._deliver_from_peer(topic, data)
             return {}, False
         if name == "SubscribeToTopic":
             self._require("aws.greengrass.ipc.pubsub", name, body.get("topic", ""))

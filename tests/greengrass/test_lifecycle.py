@@ -22,7 +22,6 @@ import pytest
 import yaml
 
 from edge_core.build import ROOT, render_template
-from tests.greengrass.conftest import make_model_dir
 from tests.greengrass.nucleus import NucleusStandIn, substitute
 
 THING = "dcu-test-1"
@@ -165,14 +164,15 @@ def test_concentrator_lifecycle(
 
 
 @pytest.mark.slow
-def test_analytics_lifecycle(component_factory: Callable[..., Component], tmp_path: Path) -> None:
-    model = make_model_dir(tmp_path / "model-artifacts")
+def test_analytics_lifecycle(
+    component_factory: Callable[..., Component], trained_model: Path
+) -> None:
     c = component_factory(
-        "com.amiedge.Analytics", "components.analytics", {"AMI_MODEL_DIR": str(model)}
+        "com.amiedge.Analytics", "components.analytics", {"AMI_MODEL_DIR": str(trained_model)}
     )
     n = c.nucleus
     c.wait(lambda: "RUNNING" in n.states, "RUNNING")
-    assert "anomaly model test-1 ready" in c.text()
+    assert "anomaly model tiny-v1 ready" in c.text()
 
     def set_batch(cfg: dict[str, Any]) -> None:
         cfg["max_batch_windows"] = "1024"
