@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 from edge_core.dlms.axdr import Data, decode_data_at, decode_length, encode_data, encode_length
 from edge_core.dlms.cosem import CaptureObject, CosemDateTime
 from edge_core.dlms.obis import Obis
+from edge_core.dlms.security import GloCiphered
 from edge_core.errors import DecodeError, EncodeError
 
 __all__ = [
     "AARE",
     "AARQ",
+    "GLO_INITIATE_REQUEST",
+    "GLO_INITIATE_RESPONSE",
     "RLRE",
     "RLRQ",
     "AccessSelection",
@@ -454,6 +457,24 @@ def _decode_user_information(
     raise DecodeError(f"user-information holds unsupported APDU 0x{tag:02x} (ciphered?)", data=raw)
 
 
+GLO_INITIATE_REQUEST = 0x21
+"""glo-initiate-request: a ciphered InitiateRequest in the AARQ user-information."""
+GLO_INITIATE_RESPONSE = 0x28
+"""glo-initiate-response: a ciphered InitiateResponse in the AARE user-information."""
+
+
+def _ciphered_user_information(raw: bytes, tag: int) -> bytes | None:
+    """``raw`` itself when it is a well-formed glo-initiate APDU with tag ``tag`` (the caller
+    deciphers it with its SecurityContext), None when it is something else."""
+    if not raw or raw[0] != tag:
+        return None
+    try:
+        GloCiphered.from_bytes(raw)
+    except DecodeError as exc:
+        raise DecodeError(f"bad ciphered user-information: {exc}", data=raw) from exc
+    return raw
+
+
 # ---------------------------------------------------------------------------- ACSE (BER)
 
 
@@ -521,11 +542,19 @@ def _user_info(value: bytes) -> bytes:
     return raw
 
 
+def _user_information_bytes(
+    info: InitiateRequest | InitiateResponse | ConfirmedServiceError | bytes,
+) -> bytes:
+    return bytes(info) if isinstance(info, bytes | bytearray) else info.to_bytes()
+
+
 @dataclass(frozen=True, slots=True)
 class AARQ:
-    """A-ASSOCIATE request. ``authentication_value`` is the LLS password (mechanism LOW)."""
+    """A-ASSOCIATE request. ``authentication_value`` is the LLS password (mechanism LOW) or
+    the HLS challenge CtoS. ``user_information`` is an InitiateRequest, or the raw bytes of a
+    glo-initiate-request (0x21, ciphered: see :mod:`edge_core.dlms.security`)."""
 
-    user_information: InitiateRequest
+    user_information: InitiateRequest | bytes
     application_context: int = ApplicationContext.LOGICAL_NAME
     mechanism: int | None = None
     authentication_value: bytes | None = None
@@ -542,7 +571,7 @@ class AARQ:
             body += _tlv(0x8B, _MECHANISM_PREFIX + bytes((_u8(self.mechanism, "mechanism"),)))
         if self.authentication_value is not None:
             body += _tlv(0xAC, _tlv(0x80, self.authentication_value))
-        body += _tlv(0xBE, _tlv(0x04, self.user_information.to_bytes()))
+        body += _tlv(0xBE, _tlv(0x04, _user_information_bytes(self.user_information)))
         return _tlv(self.TAG, bytes(body))
 
     @classmethod
@@ -551,7 +580,7 @@ class AARQ:
         mech = None
         auth = None
         title = None
-        ui = None
+        ui: InitiateRequest | bytes | None = None
         for tag, value in _open_ber(buf, cls.TAG, "AARQ"):
             if tag == 0xA1:
                 ctx = _read_context(value)
@@ -562,10 +591,15 @@ class AARQ:
             elif tag == 0xAC:
                 auth = _auth_value(value)
             elif tag == 0xBE:
-                info = _decode_user_information(_user_info(value))
-                if not isinstance(info, InitiateRequest):
-                    raise DecodeError("AARQ user-information is not an InitiateRequest", data=buf)
-                ui = info
+                raw = _user_info(value)
+                ui = _ciphered_user_information(raw, GLO_INITIATE_REQUEST)
+                if ui is None:
+                    info = _decode_user_information(raw)
+                    if not isinstance(info, InitiateRequest):
+                        raise DecodeError(
+                            "AARQ user-information is not an InitiateRequest", data=buf
+                        )
+                    ui = info
         if ctx is None or ui is None:
             raise DecodeError("AARQ without application context or user-information", data=buf)
         return cls(ui, ctx, mech, auth, title)
@@ -577,7 +611,7 @@ class AARE:
 
     result: int
     diagnostic: int = 0
-    user_information: InitiateResponse | ConfirmedServiceError | None = None
+    user_information: InitiateResponse | ConfirmedServiceError | bytes | None = None
     application_context: int = ApplicationContext.LOGICAL_NAME
     diagnostic_source: int = 1
     mechanism: int | None = None
@@ -603,7 +637,7 @@ class AARE:
         if self.authentication_value is not None:
             body += _tlv(0xAA, _tlv(0x80, self.authentication_value))
         if self.user_information is not None:
-            body += _tlv(0xBE, _tlv(0x04, self.user_information.to_bytes()))
+            body += _tlv(0xBE, _tlv(0x04, _user_information_bytes(self.user_information)))
         return _tlv(self.TAG, bytes(body))
 
     @classmethod
@@ -615,7 +649,7 @@ class AARE:
         mech = None
         auth = None
         title = None
-        ui: InitiateResponse | ConfirmedServiceError | None = None
+        ui: InitiateResponse | ConfirmedServiceError | bytes | None = None
         for tag, value in _open_ber(buf, cls.TAG, "AARE"):
             if tag == 0xA1:
                 ctx = _read_context(value)
@@ -636,10 +670,13 @@ class AARE:
             elif tag == 0xAA:
                 auth = _auth_value(value)
             elif tag == 0xBE:
-                info = _decode_user_information(_user_info(value))
-                if isinstance(info, InitiateRequest):
-                    raise DecodeError("AARE user-information is an InitiateRequest", data=buf)
-                ui = info
+                raw = _user_info(value)
+                ui = _ciphered_user_information(raw, GLO_INITIATE_RESPONSE)
+                if ui is None:
+                    info = _decode_user_information(raw)
+                    if isinstance(info, InitiateRequest):
+                        raise DecodeError("AARE user-information is an InitiateRequest", data=buf)
+                    ui = info
         if ctx is None or result is None:
             raise DecodeError("AARE without application context or result", data=buf)
         return cls(result, diag, ui, ctx, source, mech, auth, title)

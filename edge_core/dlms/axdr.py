@@ -31,6 +31,7 @@ import enum
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from edge_core.errors import DecodeError, EncodeError
@@ -366,6 +367,10 @@ def _decode(buf: bytes, pos: int, depth: int) -> tuple[Data, int]:
         count, pos = decode_length(buf, pos)
         if count > n - pos:  # every element takes at least one byte
             raise DecodeError(f"{t.name} of {count} elements in {n - pos} bytes", data=buf)
+        if t == DataType.ARRAY and count > 1 and depth + 1 < MAX_DEPTH and buf[pos] == 2:
+            table = _decode_table(buf, pos, count)
+            if table is not None:
+                return table
         items = []
         for _ in range(count):
             item, pos = _decode(buf, pos, depth + 1)
@@ -407,3 +412,150 @@ def _decode(buf: bytes, pos: int, depth: int) -> tuple[Data, int]:
     except UnicodeDecodeError as exc:
         raise DecodeError(f"invalid {t.name}", data=buf) from exc
     return Data(t, text), end
+
+
+# ---------------------------------------------------------------------------- table fast path
+#
+# Profile buffers are arrays of structures whose cells are fixed-size scalars (date-time as a
+# 12-byte octet-string, status, 32-bit registers) laid out the same way in every row. For
+# those, one precompiled Struct unpacks a whole row, tag and length bytes included; the row is
+# accepted only if every tag and length byte equals the template's, so the result is exactly
+# what the generic decoder gives (tests/dlms/test_axdr.py checks this property). Any row that
+# fits no template (a variable-length cell, a nested structure, a truncated buffer) makes the
+# fast path give up, and the generic decoder decodes the array from its start.
+
+_MAX_TEMPLATES = 4
+_STRUCT_FORMATS: dict[int, str] = {
+    DataType.DOUBLE_LONG: "i",
+    DataType.DOUBLE_LONG_UNSIGNED: "I",
+    DataType.BCD: "b",
+    DataType.INTEGER: "b",
+    DataType.LONG: "h",
+    DataType.UNSIGNED: "B",
+    DataType.LONG_UNSIGNED: "H",
+    DataType.LONG64: "q",
+    DataType.LONG64_UNSIGNED: "Q",
+    DataType.ENUM: "B",
+    DataType.FLOAT32: "f",
+    DataType.FLOAT64: "d",
+}
+_set_type = Data.__dict__["type"].__set__
+_set_value = Data.__dict__["value"].__set__
+
+
+@dataclass(frozen=True, slots=True)
+class _RowTemplate:
+    size: int  # bytes per row
+    row: struct.Struct  # unpacks tag/length bytes and values alike
+    tags: Any  # itemgetter of the tag/length fields of an unpacked row
+    expected: tuple[int, ...]  # what ``tags`` must return
+    values: Any  # itemgetter of the value fields
+    plan: tuple[DataType | None, ...]  # cell types; None = null-data (no value field)
+
+
+def _row_template(buf: bytes, pos: int) -> _RowTemplate | None:
+    """The template of the row at ``pos``, or None if it is not a structure of at most 127
+    fixed-size scalars."""
+    n = len(buf)
+    if pos + 2 > n or buf[pos] != DataType.STRUCTURE or not 0 < buf[pos + 1] < 0x80:
+        return None
+    fmt = [">BB"]
+    tag_idx = [0, 1]
+    val_idx: list[int] = []
+    plan: list[DataType | None] = []
+    field_no = 2
+    q = pos + 2
+    for _ in range(buf[pos + 1]):
+        if q >= n:
+            return None
+        tag = buf[q]
+        q += 1
+        fmt.append("B")
+        tag_idx.append(field_no)
+        field_no += 1
+        if tag == DataType.NULL_DATA:
+            plan.append(None)
+            continue
+        code = _STRUCT_FORMATS.get(tag)
+        if code is not None:
+            size = struct.calcsize(">" + code)
+        elif tag in _FIXED_OCTETS:
+            size = _FIXED_OCTETS[DataType(tag)]
+            code = f"{size}s"
+        elif tag == DataType.OCTET_STRING and q < n and buf[q] < 0x80:
+            size = buf[q]
+            q += 1
+            fmt.append("B")
+            tag_idx.append(field_no)
+            field_no += 1
+            code = f"{size}s"
+        else:
+            return None
+        fmt.append(code)
+        val_idx.append(field_no)
+        field_no += 1
+        plan.append(DataType(tag))
+        q += size
+    if q > n or len(val_idx) < 2:
+        return None
+    row = struct.Struct("".join(fmt))
+    expected = tuple(row.unpack_from(buf, pos)[i] for i in tag_idx)
+    return _RowTemplate(
+        row.size, row, itemgetter(*tag_idx), expected, itemgetter(*val_idx), tuple(plan)
+    )
+
+
+def _decode_table(buf: bytes, pos: int, count: int) -> tuple[Data, int] | None:
+    """An array of ``count`` uniform rows at ``pos`` (see above), or None."""
+    n = len(buf)
+    templates: list[_RowTemplate] = []
+    tpl: _RowTemplate | None = None
+    new, set_type, set_value = _new, _set_type, _set_value
+    structure, null = DataType.STRUCTURE, _NULL
+    rows = []
+    for _ in range(count):
+        if (
+            tpl is None
+            or pos + tpl.size > n
+            or tpl.tags(tpl.row.unpack_from(buf, pos)) != tpl.expected
+        ):
+            tpl = _find_template(templates, buf, pos)
+            if tpl is None:
+                return None
+        values = tpl.values(tpl.row.unpack_from(buf, pos))
+        cells = []
+        if None in tpl.plan:
+            it = iter(values)
+            for ct in tpl.plan:
+                if ct is None:
+                    cells.append(null)
+                    continue
+                d = new(Data)
+                set_type(d, ct)
+                set_value(d, next(it))
+                cells.append(d)
+        else:
+            for ct, v in zip(tpl.plan, values, strict=True):
+                d = new(Data)
+                set_type(d, ct)
+                set_value(d, v)
+                cells.append(d)
+        r = new(Data)
+        set_type(r, structure)
+        set_value(r, tuple(cells))
+        rows.append(r)
+        pos += tpl.size
+    return _make(DataType.ARRAY, tuple(rows)), pos
+
+
+def _find_template(templates: list[_RowTemplate], buf: bytes, pos: int) -> _RowTemplate | None:
+    n = len(buf)
+    for known in templates:
+        if pos + known.size <= n and known.tags(known.row.unpack_from(buf, pos)) == known.expected:
+            return known
+    if len(templates) >= _MAX_TEMPLATES:
+        return None
+    tpl = _row_template(buf, pos)
+    if tpl is not None:
+        templates.append(tpl)
+    return tpl

@@ -19,6 +19,20 @@ some meters send blocks although block transfer was not negotiated, and append b
 the raw-data of the last block (FIELD-NOTES), blocks are accepted whatever was negotiated,
 only the raw-data length is trusted, and the last-block flag ends the transfer.
 
+HLS-GMAC (``security`` given, docs/dlms-security.md): the AARQ carries the client's system
+title, mechanism 5, the challenge CtoS and a ciphered glo-initiate-request. An accepted AARE
+must carry the meter's system title, mechanism 5, StoC and a glo-initiate-response; the
+connection then enters AUTHENTICATING and answers with an :class:`AuthenticationRequired`
+event holding the (ciphered) ACTION reply_to_HLS_authentication with f(StoC). Only when the
+meter's answer carries a verified f(CtoS) is the association ASSOCIATED
+(:class:`AssociationAccepted`). From then on every request is protected and every answer
+must be ciphered (a plain exception-response or confirmed-service-error, which carry no data,
+excepted). A ciphered answer that fails its tag or replays a counter ends the association
+(state IDLE) and raises AuthenticationTagError / ReplayError naming the meter: the caller
+reconnects. Invocation counters come from ``refill(n)``, called before every protection
+with the number of counters needed; it must grant the context durable counters
+(:func:`edge_core.dlms.counters.ensure_counters`).
+
 Errors: an AARE other than accepted raises :class:`AssociationError` (state back to IDLE);
 exception-response and confirmed-service-error raise :class:`ServiceError` (the association
 stays usable); answers that do not fit the request raise :class:`ProtocolError`. Per-attribute
@@ -30,17 +44,20 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_core.dlms.apdu import (
     AARE,
     AARQ,
+    DEFAULT_FLAGS,
     RLRE,
     RLRQ,
     AccessSelection,
     ActionRequestNormal,
     ActionResponseNormal,
     ActionResult,
+    ApplicationContext,
     AssociationResult,
     AttributeDescriptor,
     AuthMechanism,
@@ -67,9 +84,19 @@ from edge_core.dlms.apdu import (
     decode_results,
 )
 from edge_core.dlms.axdr import Data, decode_data_at
+from edge_core.dlms.security import (
+    AuthenticationTagError,
+    HlsReplyRequest,
+    HlsReplyResponse,
+    ReplayError,
+    SecurityContext,
+    is_ciphered_tag,
+    make_challenge,
+)
 from edge_core.errors import (
     AssociationError,
     DataAccessError,
+    DecodeError,
     ProtocolError,
     ServiceError,
     UnknownObjectError,
@@ -79,6 +106,7 @@ __all__ = [
     "DEFAULT_CONFORMANCE",
     "ActionCompleted",
     "AssociationAccepted",
+    "AuthenticationRequired",
     "BlockReceived",
     "ClientConnection",
     "ClientEvent",
@@ -113,6 +141,7 @@ DEFAULT_CONFORMANCE = (
 class ClientState(enum.Enum):
     IDLE = "IDLE"
     AWAITING_ASSOCIATION = "AWAITING_ASSOCIATION"
+    AUTHENTICATING = "AUTHENTICATING"
     ASSOCIATED = "ASSOCIATED"
     AWAITING_RESPONSE = "AWAITING_RESPONSE"
     RELEASING = "RELEASING"
@@ -122,6 +151,9 @@ class _Input(enum.Enum):
     SEND_AARQ = "send AARQ"
     AARE_ACCEPTED = "AARE accepted"
     AARE_REJECTED = "AARE rejected"
+    AARE_CHALLENGED = "AARE accepted, HLS challenge"
+    HLS_PASSED = "meter's f(CtoS) verified"
+    HLS_FAILED = "HLS-GMAC refused or failed"
     SEND_GET = "send GET"
     SEND_SET = "send SET"
     SEND_ACTION = "send ACTION"
@@ -141,6 +173,11 @@ _TRANSITIONS: dict[tuple[ClientState, _Input], ClientState] = {
     (_S.AWAITING_ASSOCIATION, _I.AARE_ACCEPTED): _S.ASSOCIATED,
     (_S.AWAITING_ASSOCIATION, _I.AARE_REJECTED): _S.IDLE,
     (_S.AWAITING_ASSOCIATION, _I.SERVICE_ERROR): _S.IDLE,
+    (_S.AWAITING_ASSOCIATION, _I.AARE_CHALLENGED): _S.AUTHENTICATING,
+    (_S.AUTHENTICATING, _I.HLS_PASSED): _S.ASSOCIATED,
+    (_S.AUTHENTICATING, _I.HLS_FAILED): _S.IDLE,
+    (_S.AUTHENTICATING, _I.SERVICE_ERROR): _S.IDLE,
+    (_S.AUTHENTICATING, _I.ABORT): _S.IDLE,
     (_S.ASSOCIATED, _I.SEND_GET): _S.AWAITING_RESPONSE,
     (_S.ASSOCIATED, _I.SEND_SET): _S.AWAITING_RESPONSE,
     (_S.ASSOCIATED, _I.SEND_ACTION): _S.AWAITING_RESPONSE,
@@ -164,6 +201,14 @@ class AssociationAccepted:
 
     conformance: Conformance
     server_max_pdu_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationRequired:
+    """HLS-GMAC pass 3: the meter accepted the AARE with its challenge; send
+    ``next_request`` (reply_to_HLS_authentication with f(StoC)) and feed its answer."""
+
+    next_request: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +262,7 @@ class ActionCompleted:
 
 ClientEvent = (
     AssociationAccepted
+    | AuthenticationRequired
     | GetResults
     | BlockReceived
     | ReleaseAccepted
@@ -297,8 +343,18 @@ class ClientConnection:
         conformance: Conformance = DEFAULT_CONFORMANCE,
         password: bytes | None = None,
         meter: str = "",
+        security: SecurityContext | None = None,
+        refill: Callable[[int], None] | None = None,
+        challenge: Callable[[], bytes] = make_challenge,
     ) -> None:
+        if security is not None and password is not None:
+            raise ValueError("a password (LLS) and HLS-GMAC security exclude each other")
         self.state = ClientState.IDLE
+        self.security = security
+        self._refill = refill
+        self._make_challenge = challenge
+        self._ctos = b""
+        self._ciphering = False
         self.meter = meter
         self.max_pdu_size = max_pdu_size
         self.proposed_conformance = conformance
@@ -343,11 +399,44 @@ class ClientConnection:
         """The AARQ; with a password, low-level security (mechanism 1)."""
         self._move(_I.SEND_AARQ)
         initiate = InitiateRequest(self.proposed_conformance, self.max_pdu_size)
+        if self.security is not None:
+            return self._hls_aarq(initiate)
         if self.password is None:
             return AARQ(initiate).to_bytes()
         return AARQ(
             initiate, mechanism=AuthMechanism.LOW, authentication_value=self.password
         ).to_bytes()
+
+    def _hls_aarq(self, initiate: InitiateRequest) -> bytes:
+        ctx = self.security
+        assert ctx is not None
+        ctx.last_peer_counter = None  # a new association: the meter's counters start afresh
+        self._ctos = self._make_challenge()
+        fields = ctx.association_fields(self._ctos)
+        self._ciphering = fields.application_context == ApplicationContext.LOGICAL_NAME_CIPHERING
+        info: InitiateRequest | bytes = initiate
+        if self._ciphering:
+            self._counters(2)  # glo-initiate-request and f(StoC)
+            info = ctx.protect(initiate.to_bytes())
+        return AARQ(
+            info,
+            application_context=fields.application_context,
+            mechanism=fields.mechanism,
+            authentication_value=fields.authentication_value,
+            calling_ap_title=fields.ap_title,
+        ).to_bytes()
+
+    def _counters(self, n: int) -> None:
+        if self._refill is not None:
+            self._refill(n)
+
+    def _protect(self, apdu: bytes) -> bytes:
+        """``apdu`` as it goes on the wire: ciphered in a ciphered association."""
+        ctx = self.security
+        if ctx is None or not self._ciphering:
+            return apdu
+        self._counters(1)
+        return ctx.protect(apdu)
 
     def get(self, descriptor: AttributeDescriptor, access: AccessSelection | None = None) -> bytes:
         """GET-request-normal for one attribute (optionally with selective access)."""
@@ -356,7 +445,9 @@ class ClientConnection:
         self._pending = (descriptor,)
         self._with_list = False
         self._service = "GET"
-        return GetRequestNormal(descriptor, access, self._next_invoke_id()).to_bytes()
+        return self._protect(
+            GetRequestNormal(descriptor, access, self._next_invoke_id()).to_bytes()
+        )
 
     def get_with_list(
         self, items: list[tuple[AttributeDescriptor, AccessSelection | None]]
@@ -369,7 +460,7 @@ class ClientConnection:
         self._pending = tuple(d for d, _ in items)
         self._with_list = True
         self._service = "GET"
-        return GetRequestWithList(tuple(items), self._next_invoke_id()).to_bytes()
+        return self._protect(GetRequestWithList(tuple(items), self._next_invoke_id()).to_bytes())
 
     def set(
         self,
@@ -382,7 +473,9 @@ class ClientConnection:
         self._reset_request()
         self._pending = (descriptor,)
         self._service = "SET"
-        return SetRequestNormal(descriptor, value, access, self._next_invoke_id()).to_bytes()
+        return self._protect(
+            SetRequestNormal(descriptor, value, access, self._next_invoke_id()).to_bytes()
+        )
 
     def action(self, method: MethodDescriptor, parameters: Data | None = None) -> bytes:
         """ACTION-request-normal: invoke one method (``parameters`` None: none sent)."""
@@ -390,7 +483,9 @@ class ClientConnection:
         self._reset_request()
         self._pending_method = method
         self._service = "ACTION"
-        return ActionRequestNormal(method, parameters, self._next_invoke_id()).to_bytes()
+        return self._protect(
+            ActionRequestNormal(method, parameters, self._next_invoke_id()).to_bytes()
+        )
 
     def release(self) -> bytes:
         self._move(_I.SEND_RLRQ)
@@ -400,6 +495,10 @@ class ClientConnection:
 
     def receive_apdu(self, raw: bytes) -> ClientEvent:
         """Consume one complete APDU; returns its event or raises (see the module docstring)."""
+        if self.security is not None and self.state != ClientState.IDLE:
+            raw = self._unprotect(raw)
+        if self.state == ClientState.AUTHENTICATING:
+            return self._on_hls_reply(raw)
         apdu = decode_apdu(raw)
         if isinstance(apdu, DataNotification):
             return NotificationReceived(apdu)
@@ -451,6 +550,83 @@ class ClientConnection:
             return self._on_set_or_action(apdu, raw)
         raise ProtocolError(f"unexpected {type(apdu).__name__} from the meter", data=raw)
 
+    # Plain APDUs a ciphered association still accepts: ACSE, and the two error answers that
+    # carry no data (a meter that cannot decipher a request answers in clear).
+    _PLAIN_ALLOWED = frozenset(
+        (AARE.TAG, RLRE.TAG, ExceptionResponse.TAG, ConfirmedServiceError.TAG)
+    )
+
+    def _unprotect(self, raw: bytes) -> bytes:
+        ctx = self.security
+        assert ctx is not None
+        raw = bytes(raw)
+        if not raw:
+            return raw
+        if not is_ciphered_tag(raw[0]):
+            if self._ciphering and raw[0] not in self._PLAIN_ALLOWED:
+                self._end("plain APDU in a ciphered association")
+                raise ProtocolError(
+                    f"meter {self.meter}: plain APDU 0x{raw[0]:02x} in a ciphered association",
+                    data=raw,
+                )
+            return raw
+        try:
+            return ctx.unprotect(raw)
+        except ReplayError as exc:
+            self._end(str(exc))
+            raise ReplayError(
+                f"meter {self.meter}: {exc}", received=exc.received, last=exc.last
+            ) from exc
+        except AuthenticationTagError as exc:
+            self._end(str(exc))
+            raise AuthenticationTagError(f"meter {self.meter}: {exc}") from exc
+        except DecodeError as exc:
+            self._end(str(exc))
+            raise DecodeError(f"meter {self.meter}: ciphered APDU refused: {exc}") from exc
+
+    def _end(self, why: str) -> None:
+        logger.warning("meter %s: association ended: %s", self.meter, why)
+        self._move(_I.ABORT)
+        self._reset_request()
+
+    def _on_hls_reply(self, plain: bytes) -> AssociationAccepted:
+        ctx = self.security
+        assert ctx is not None
+        if plain[:1] in (bytes((ExceptionResponse.TAG,)), bytes((ConfirmedServiceError.TAG,))):
+            self._move(_I.HLS_FAILED)
+            raise AssociationError(
+                "meter answered reply_to_HLS_authentication with an error", meter=self.meter
+            )
+        try:
+            reply = HlsReplyResponse.from_bytes(plain)
+        except DecodeError as exc:
+            self._move(_I.HLS_FAILED)
+            raise AssociationError(
+                f"bad answer to reply_to_HLS_authentication: {exc}", meter=self.meter
+            ) from exc
+        if reply.invoke & 0x0F != self._invoke_id:
+            self._move(_I.HLS_FAILED)
+            raise AssociationError(
+                f"HLS answer invoke id {reply.invoke & 0x0F}, expected {self._invoke_id}",
+                meter=self.meter,
+            )
+        if reply.result != 0 or reply.response is None:
+            self._move(_I.HLS_FAILED)
+            raise AssociationError(
+                f"meter refused f(StoC) (action-result {reply.result})",
+                meter=self.meter,
+                code=reply.result,
+            )
+        try:
+            ctx.verify_hls_response(self._ctos, reply.response)
+        except DecodeError as exc:
+            self._move(_I.HLS_FAILED)
+            raise AssociationError(
+                "meter failed HLS-GMAC authentication", meter=self.meter
+            ) from exc
+        self._move(_I.HLS_PASSED)
+        return AssociationAccepted(self.conformance, self.server_max_pdu_size)
+
     def _on_set_or_action(
         self,
         apdu: SetResponseNormal
@@ -483,9 +659,11 @@ class ClientConnection:
         self._reset_request()
         return SetCompleted(self._invoke_id, descriptor, apdu.result)
 
-    def _on_aare(self, aare: AARE) -> AssociationAccepted:
+    def _on_aare(self, aare: AARE) -> AssociationAccepted | AuthenticationRequired:
         if self.state != ClientState.AWAITING_ASSOCIATION:
             raise ProtocolError(f"AARE in state {self.state.value}")
+        if self.security is not None and aare.result == AssociationResult.ACCEPTED:
+            return self._on_hls_aare(aare)
         info = aare.user_information
         if aare.result != AssociationResult.ACCEPTED or not isinstance(info, InitiateResponse):
             self._move(_I.AARE_REJECTED)
@@ -503,6 +681,45 @@ class ClientConnection:
         self.conformance = info.conformance
         self.server_max_pdu_size = info.max_receive_pdu_size
         return AssociationAccepted(info.conformance, info.max_receive_pdu_size)
+
+    def _on_hls_aare(self, aare: AARE) -> AuthenticationRequired:
+        ctx = self.security
+        assert ctx is not None
+
+        def fail(why: str) -> AssociationError:
+            self._move(_I.AARE_REJECTED)
+            return AssociationError(why, meter=self.meter, code=aare.diagnostic)
+
+        if aare.mechanism != AuthMechanism.HIGH_GMAC:
+            raise fail(f"AARE mechanism {aare.mechanism}, expected HLS-GMAC (5)")
+        if aare.responding_ap_title is None or aare.authentication_value is None:
+            raise fail("AARE without responding-AP-title or StoC")
+        try:
+            ctx.learn_peer_system_title(aare.responding_ap_title)
+        except DecodeError as exc:
+            raise fail(f"bad meter system title: {exc}") from exc
+        info = aare.user_information
+        if self._ciphering:
+            if not isinstance(info, bytes):
+                raise fail("plain user-information in a ciphered association")
+            try:
+                info = InitiateResponse.from_bytes(ctx.unprotect(info))
+            except DecodeError as exc:
+                raise fail(f"glo-initiate-response does not verify (wrong keys?): {exc}") from exc
+        if not isinstance(info, InitiateResponse):
+            raise fail("AARE without an initiate-response")
+        self.conformance = info.conformance
+        self.server_max_pdu_size = info.max_receive_pdu_size
+        self._move(_I.AARE_CHALLENGED)
+        self._counters(1)
+        try:
+            f_stoc = ctx.hls_response(aare.authentication_value)
+        except ProtocolError as exc:
+            self._move(_I.HLS_FAILED)
+            raise AssociationError(f"cannot answer StoC: {exc}", meter=self.meter) from exc
+        invoke = DEFAULT_FLAGS | self._next_invoke_id()
+        request = self._protect(HlsReplyRequest(invoke, f_stoc).to_bytes())
+        return AuthenticationRequired(request)
 
     def _on_block(self, block: GetResponseWithDatablock) -> ClientEvent:
         if block.trailing:
@@ -523,7 +740,7 @@ class ClientConnection:
         self._last_block = block.block_number
         if not block.last_block:
             self._move(_I.BLOCK)
-            request = GetRequestNext(block.block_number, self._invoke_id).to_bytes()
+            request = self._protect(GetRequestNext(block.block_number, self._invoke_id).to_bytes())
             return BlockReceived(block.block_number, request)
         raw = b"".join(self._blocks)
         count = len(self._blocks)

@@ -15,6 +15,18 @@ unsupported APDUs get an exception-response; GET while not associated gets
 exception-response (service-not-allowed); an unknown object gets data-access-result
 object-undefined (4); a model that raises anything else gets hardware-fault (1) and a log line.
 
+HLS-GMAC (``security`` given, docs/dlms-security.md): an AARQ must carry LN-with-ciphering,
+mechanism 5, the client's system title, its challenge CtoS and a glo-initiate-request that
+deciphers under our keys; anything else gets a rejecting AARE. The accepted AARE carries our
+system title, StoC and a glo-initiate-response, and the connection waits in AUTHENTICATING
+for the ciphered reply_to_HLS_authentication: a verified f(StoC) is answered with our
+f(CtoS) and the association is usable; a wrong one with action-result other-reason (250),
+back to IDLE. In the association, every request must be ciphered (a plain one gets
+exception-response service-not-allowed) and every answer is protected with the same
+context; a request that fails its tag or replays a counter gets a plain exception-response
+and is not served. Each AARQ starts a new context from ``security()`` (fresh peer counter
+window, counters granted by the factory).
+
 Block transfer: when block transfer with GET was negotiated and the encoded answer exceeds the
 smaller of the client's max receive PDU size and the server's own, the encoded result (the
 Data, or for with-list the count and Get-Data-Results) is cut into raw-data blocks that each
@@ -25,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,6 +66,7 @@ from edge_core.dlms.apdu import (
     GetResponseWithDatablock,
     GetResponseWithList,
     GetResult,
+    InitiateRequest,
     InitiateResponse,
     MethodDescriptor,
     SetRequestNormal,
@@ -62,7 +76,22 @@ from edge_core.dlms.apdu import (
     decode_apdu,
 )
 from edge_core.dlms.axdr import Data, encode_data, encode_length
-from edge_core.errors import AmiError, DataAccessError, ProtocolError, UnknownObjectError
+from edge_core.dlms.security import (
+    GENERAL_GLO_CIPHERING,
+    AuthenticationTagError,
+    HlsReplyRequest,
+    HlsReplyResponse,
+    SecurityContext,
+    is_ciphered_tag,
+    make_challenge,
+)
+from edge_core.errors import (
+    AmiError,
+    DataAccessError,
+    DecodeError,
+    ProtocolError,
+    UnknownObjectError,
+)
 
 __all__ = [
     "SERVER_CONFORMANCE",
@@ -100,6 +129,8 @@ _DIAG_CONTEXT_NOT_SUPPORTED = 2
 _DIAG_MECHANISM_NOT_RECOGNISED = 11
 _DIAG_AUTHENTICATION_REQUIRED = 12
 _DIAG_AUTHENTICATION_FAILURE = 13
+_DIAG_HLS_AUTHENTICATION_REQUIRED = 14
+_ACTION_OTHER_REASON = 250
 
 # Overhead of GET-response-with-datablock around its raw-data: tag, choice, invoke id,
 # last-block, block number (4), choice, and a length of up to 3 bytes.
@@ -128,12 +159,16 @@ class WritableCosemModel(CosemModel, Protocol):
 
 class ServerState(enum.Enum):
     IDLE = "IDLE"
+    AUTHENTICATING = "AUTHENTICATING"
     ASSOCIATED = "ASSOCIATED"
 
 
 class _Input(enum.Enum):
     AARQ_ACCEPTED = "AARQ accepted"
+    AARQ_CHALLENGED = "AARQ accepted, HLS challenge sent"
     AARQ_REJECTED = "AARQ rejected"
+    HLS_PASSED = "client's f(StoC) verified"
+    HLS_FAILED = "client's f(StoC) wrong"
     RLRQ = "RLRQ"
 
 
@@ -145,6 +180,13 @@ _TRANSITIONS: dict[tuple[ServerState, _Input], ServerState] = {
     (ServerState.ASSOCIATED, _Input.AARQ_REJECTED): ServerState.IDLE,
     (ServerState.ASSOCIATED, _Input.RLRQ): ServerState.IDLE,
     (ServerState.IDLE, _Input.RLRQ): ServerState.IDLE,
+    (ServerState.IDLE, _Input.AARQ_CHALLENGED): ServerState.AUTHENTICATING,
+    (ServerState.ASSOCIATED, _Input.AARQ_CHALLENGED): ServerState.AUTHENTICATING,
+    (ServerState.AUTHENTICATING, _Input.AARQ_CHALLENGED): ServerState.AUTHENTICATING,
+    (ServerState.AUTHENTICATING, _Input.AARQ_REJECTED): ServerState.IDLE,
+    (ServerState.AUTHENTICATING, _Input.HLS_PASSED): ServerState.ASSOCIATED,
+    (ServerState.AUTHENTICATING, _Input.HLS_FAILED): ServerState.IDLE,
+    (ServerState.AUTHENTICATING, _Input.RLRQ): ServerState.IDLE,
 }
 
 
@@ -167,6 +209,8 @@ class ServerConnection:
         password: bytes | None = None,
         conformance: Conformance = SERVER_CONFORMANCE,
         name: str = "",
+        security: Callable[[], SecurityContext] | None = None,
+        challenge: Callable[[], bytes] = make_challenge,
     ) -> None:
         if max_pdu_size < _BLOCK_OVERHEAD + 16:
             raise ValueError(f"max_pdu_size {max_pdu_size} too small")
@@ -179,12 +223,48 @@ class ServerConnection:
         self.conformance = Conformance(0)
         self.client_max_pdu_size = 0
         self._long: _LongGet | None = None
+        self.security = security
+        self._make_challenge = challenge
+        self.context: SecurityContext | None = None
+        self._ctos = b""
+        self._stoc = b""
 
     def _move(self, what: _Input) -> None:
         self.state = _TRANSITIONS[(self.state, what)]
 
     def receive_apdu(self, raw: bytes) -> bytes | None:
         """The answer to one request APDU (None: nothing to answer)."""
+        if self.security is None:
+            return self._answer(raw)
+        ctx = self.context
+        raw = bytes(raw)
+        if raw and is_ciphered_tag(raw[0]):
+            if ctx is None or self.state == ServerState.IDLE:
+                return ExceptionResponse(_STATE_NOT_ALLOWED, _SERVICE_NOT_POSSIBLE).to_bytes()
+            try:
+                plain = ctx.unprotect(raw)
+            except ProtocolError as exc:
+                logger.info("%s: ciphered request refused (%s)", self.name, exc)
+                return ExceptionResponse(_STATE_UNKNOWN, _SERVICE_OTHER).to_bytes()
+            if self.state == ServerState.AUTHENTICATING:
+                answer: bytes | None = self._on_hls_reply(plain)
+            else:
+                answer = self._answer(plain)
+            if answer is None or self.context is not ctx:
+                return answer
+            # Answer in the style asked: general-glo-ciphering to general-glo-ciphering.
+            ctx.general_glo = raw[0] == GENERAL_GLO_CIPHERING
+            try:
+                return ctx.protect(answer)
+            except ProtocolError as exc:
+                logger.warning("%s: cannot protect the answer (%s)", self.name, exc)
+                return ExceptionResponse(_STATE_UNKNOWN, _SERVICE_OTHER).to_bytes()
+        if raw[:1] not in (bytes((AARQ.TAG,)), bytes((RLRQ.TAG,))):
+            # In an HLS-GMAC meter only ACSE travels in clear.
+            return ExceptionResponse(_STATE_NOT_ALLOWED, _SERVICE_NOT_POSSIBLE).to_bytes()
+        return self._answer(raw)
+
+    def _answer(self, raw: bytes) -> bytes | None:
         try:
             apdu = decode_apdu(raw)
         except ProtocolError as exc:
@@ -202,7 +282,10 @@ class ServerConnection:
         if isinstance(apdu, RLRQ):
             self._move(_Input.RLRQ)
             self._long = None
+            self.context = None
             return RLRE(0).to_bytes()
+        if self.state == ServerState.AUTHENTICATING:
+            return ExceptionResponse(_STATE_NOT_ALLOWED, _SERVICE_NOT_POSSIBLE).to_bytes()
         if isinstance(apdu, GetRequestNormal | GetRequestNext | GetRequestWithList):
             if self.state != ServerState.ASSOCIATED:
                 return ExceptionResponse(_STATE_NOT_ALLOWED, _SERVICE_NOT_POSSIBLE).to_bytes()
@@ -314,6 +397,8 @@ class ServerConnection:
                 application_context=aarq.application_context,
             ).to_bytes()
 
+        if self.security is not None:
+            return self._on_hls_aarq(aarq, reject)
         if aarq.application_context != ApplicationContext.LOGICAL_NAME:
             return reject(_DIAG_CONTEXT_NOT_SUPPORTED, None)
         if self.password is not None:
@@ -326,16 +411,12 @@ class ServerConnection:
         elif aarq.mechanism not in (None, AuthMechanism.LOWEST):
             return reject(_DIAG_MECHANISM_NOT_RECOGNISED, None)
         initiate = aarq.user_information
-        if initiate.dlms_version < 6:
-            # initiate error, class initiate (6), dlms-version-too-low (1)
-            return reject(_DIAG_NONE, ConfirmedServiceError(1, 6, 1))
-        if initiate.max_receive_pdu_size and initiate.max_receive_pdu_size < _BLOCK_OVERHEAD + 16:
-            # pdu-size-too-short (3)
-            return reject(_DIAG_NONE, ConfirmedServiceError(1, 6, 3))
-        self.conformance = self.offered & initiate.conformance
-        # 0 in the InitiateRequest means "no limit" per the Green Book.
-        self.client_max_pdu_size = initiate.max_receive_pdu_size or 0xFFFF
-        self._long = None
+        if not isinstance(initiate, InitiateRequest):
+            # A glo-initiate-request, but this meter has no keys.
+            return reject(_DIAG_CONTEXT_NOT_SUPPORTED, None)
+        refused = self._negotiate(initiate)
+        if refused is not None:
+            return reject(_DIAG_NONE, refused)
         self._move(_Input.AARQ_ACCEPTED)
         return AARE(
             AssociationResult.ACCEPTED,
@@ -343,6 +424,83 @@ class ServerConnection:
             InitiateResponse(self.conformance, self.max_pdu_size),
             mechanism=aarq.mechanism,
         ).to_bytes()
+
+    def _negotiate(self, initiate: InitiateRequest) -> ConfirmedServiceError | None:
+        """Adopt the client's proposal, or the initiate error that refuses it."""
+        if initiate.dlms_version < 6:
+            # initiate error, class initiate (6), dlms-version-too-low (1)
+            return ConfirmedServiceError(1, 6, 1)
+        if initiate.max_receive_pdu_size and initiate.max_receive_pdu_size < _BLOCK_OVERHEAD + 16:
+            # pdu-size-too-short (3)
+            return ConfirmedServiceError(1, 6, 3)
+        self.conformance = self.offered & initiate.conformance
+        # 0 in the InitiateRequest means "no limit" per the Green Book.
+        self.client_max_pdu_size = initiate.max_receive_pdu_size or 0xFFFF
+        self._long = None
+        return None
+
+    def _on_hls_aarq(
+        self,
+        aarq: AARQ,
+        reject: Callable[[int, InitiateResponse | ConfirmedServiceError | None], bytes],
+    ) -> bytes:
+        assert self.security is not None
+        self.context = None
+        if aarq.application_context != ApplicationContext.LOGICAL_NAME_CIPHERING:
+            return reject(_DIAG_CONTEXT_NOT_SUPPORTED, None)
+        if aarq.mechanism is None:
+            return reject(_DIAG_AUTHENTICATION_REQUIRED, None)
+        if aarq.mechanism != AuthMechanism.HIGH_GMAC:
+            return reject(_DIAG_MECHANISM_NOT_RECOGNISED, None)
+        ctos = aarq.authentication_value
+        if aarq.calling_ap_title is None or ctos is None or not 8 <= len(ctos) <= 64:
+            return reject(_DIAG_AUTHENTICATION_FAILURE, None)
+        ctx = self.security()
+        try:
+            ctx.learn_peer_system_title(aarq.calling_ap_title)
+            info = aarq.user_information
+            if not isinstance(info, bytes):
+                return reject(_DIAG_AUTHENTICATION_FAILURE, None)
+            initiate = InitiateRequest.from_bytes(ctx.unprotect(info))
+        except DecodeError as exc:
+            logger.info("%s: AARQ refused: %s", self.name, exc)
+            return reject(_DIAG_AUTHENTICATION_FAILURE, None)
+        refused = self._negotiate(initiate)
+        if refused is not None:
+            return reject(_DIAG_NONE, refused)
+        self._ctos = ctos
+        self._stoc = self._make_challenge()
+        fields = ctx.association_fields(self._stoc)
+        info_out = ctx.protect(InitiateResponse(self.conformance, self.max_pdu_size).to_bytes())
+        self.context = ctx
+        self._move(_Input.AARQ_CHALLENGED)
+        return AARE(
+            AssociationResult.ACCEPTED,
+            _DIAG_HLS_AUTHENTICATION_REQUIRED,
+            info_out,
+            application_context=fields.application_context,
+            mechanism=fields.mechanism,
+            authentication_value=fields.authentication_value,
+            responding_ap_title=fields.ap_title,
+        ).to_bytes()
+
+    def _on_hls_reply(self, plain: bytes) -> bytes:
+        """Pass 3/4 of HLS-GMAC: check the client's f(StoC), answer with our f(CtoS)."""
+        ctx = self.context
+        assert ctx is not None
+        try:
+            call = HlsReplyRequest.from_bytes(plain)
+        except DecodeError as exc:
+            logger.info("%s: expected reply_to_HLS_authentication (%s)", self.name, exc)
+            return ExceptionResponse(_STATE_NOT_ALLOWED, _SERVICE_NOT_POSSIBLE).to_bytes()
+        try:
+            ctx.verify_hls_response(self._stoc, call.response)
+        except (AuthenticationTagError, DecodeError) as exc:
+            logger.info("%s: client failed HLS-GMAC authentication (%s)", self.name, exc)
+            self._move(_Input.HLS_FAILED)
+            return HlsReplyResponse(call.invoke, _ACTION_OTHER_REASON).to_bytes()
+        self._move(_Input.HLS_PASSED)
+        return HlsReplyResponse(call.invoke, 0, ctx.hls_response(self._ctos)).to_bytes()
 
     # ------------------------------------------------------------------ GET
 

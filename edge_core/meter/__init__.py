@@ -12,6 +12,7 @@ from edge_core.meter.reader import (
     open_transport,
     read_meter,
 )
+from edge_core.meter.security import ReaderSecurity, resolve_reader_security
 
 __all__ = [
     "DEFAULT_REGISTERS",
@@ -22,6 +23,8 @@ __all__ = [
     "ProfileColumn",
     "ProfileData",
     "ProfileRow",
+    "ReaderSecurity",
     "open_transport",
     "read_meter",
+    "resolve_reader_security",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,8 +37,19 @@ def register(subparsers: Any) -> None:
         "--daily", action="store_true", help="also read the daily profile 1.0.99.2.0.255"
     )
     p.add_argument("--events", action="store_true", help="also read the four IDIS event logs")
-    p.add_argument("--auth", choices=("none", "low"), default="none", help="authentication level")
+    p.add_argument(
+        "--auth", choices=("none", "low", "hls-gmac"), default="none", help="authentication level"
+    )
     p.add_argument("--password", help="LLS password (--auth low)")
+    p.add_argument("--auth-key", help="HLS-GMAC authentication key AK, 32 hex digits")
+    p.add_argument("--cipher-key", help="HLS-GMAC global unicast encryption key EK, 32 hex digits")
+    p.add_argument("--system-title", help="HLS-GMAC client system title, 16 hex digits")
+    p.add_argument(
+        "--counter-dir",
+        default=os.path.join("~", ".ami-edge", "counters"),
+        help="where HLS-GMAC invocation counters persist (default ~/.ami-edge/counters)",
+    )
+    p.add_argument("--meter-id", help="meter id for counters and messages (default: the URL)")
     p.add_argument(
         "--set-clock",
         action="store_true",
@@ -84,6 +96,22 @@ def _read(args: argparse.Namespace) -> int:
         if not args.password:
             raise ConfigError("--auth low needs --password", path="password")
         password = args.password.encode()
+    security = None
+    if args.auth == "hls-gmac":
+        from edge_core.meter.security import ReaderSecurity
+
+        if not (args.auth_key and args.cipher_key and args.system_title):
+            raise ConfigError(
+                "--auth hls-gmac needs --auth-key, --cipher-key and --system-title", path="auth"
+            )
+        security = ReaderSecurity.from_hex(
+            system_title=args.system_title,
+            auth_key=args.auth_key,
+            cipher_key=args.cipher_key,
+            counter_dir=os.path.expanduser(args.counter_dir),
+        )
+    elif args.auth_key or args.cipher_key or args.system_title:
+        raise ConfigError("--auth-key/--cipher-key/--system-title need --auth hls-gmac")
     result = asyncio.run(
         read_meter(
             args.url,
@@ -99,6 +127,8 @@ def _read(args: argparse.Namespace) -> int:
             set_clock=args.set_clock,
             max_drift_s=args.max_drift,
             baud=args.baud,
+            security=security,
+            meter_id=args.meter_id,
         )
     )
     doc = result.to_json()

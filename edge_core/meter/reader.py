@@ -35,6 +35,7 @@ from edge_core.dlms.axdr import Data, DataType
 from edge_core.dlms.client import (
     ActionCompleted,
     AssociationAccepted,
+    AuthenticationRequired,
     BlockReceived,
     ClientConnection,
     ClientEvent,
@@ -47,6 +48,7 @@ from edge_core.dlms.client import (
 )
 from edge_core.dlms.cosem import CaptureObject, CosemDateTime, RegisterValue, ScalerUnit
 from edge_core.dlms.obis import Obis
+from edge_core.dlms.security import make_challenge
 from edge_core.errors import (
     ConfigError,
     DecodeError,
@@ -55,6 +57,7 @@ from edge_core.errors import (
     ServiceError,
     TransportError,
 )
+from edge_core.meter.security import ReaderSecurity
 from edge_core.model import DataClass, Reading
 from edge_core.transport.base import ApduTransport, WireStats
 
@@ -318,20 +321,29 @@ class MeterReader:
         password: bytes | None = None,
         timeout: float = 10.0,
         max_pdu_size: int = 0xFFFF,
-        security: Any = None,
+        security: ReaderSecurity | None = None,
     ) -> None:
         self.transport = transport
         self.client_address = client_address
         self.server_address = server_address
         self.meter_id = meter_id
         self.timeout = timeout
-        self.connection = ClientConnection(
-            max_pdu_size=max_pdu_size, password=password, meter=meter_id
-        )
-        if security is not None:
-            # Hook for HLS-GMAC (edge_core/dlms/security.py, docs/dlms-security.md): not wired yet.
-            raise ConfigError("HLS-GMAC is not wired into the reader yet", path="security")
         self.security = security
+        if security is None:
+            self.connection = ClientConnection(
+                max_pdu_size=max_pdu_size, password=password, meter=meter_id
+            )
+        else:
+            if password is not None:
+                raise ConfigError("use either a password (low) or HLS-GMAC", path="auth")
+            context = security.new_context()
+            self.connection = ClientConnection(
+                max_pdu_size=max_pdu_size,
+                meter=meter_id,
+                security=context,
+                refill=security.refill(context, meter_id),
+                challenge=lambda: make_challenge(security.challenge_length),
+            )
         self._scaler_units: dict[Obis, ScalerUnit] = {}
         self._with_list_refused = False
 
@@ -351,7 +363,10 @@ class MeterReader:
         return event
 
     async def associate(self) -> AssociationAccepted:
+        """AARQ/AARE (and, with HLS-GMAC, the reply_to_HLS_authentication exchange)."""
         event = await self._exchange(self.connection.associate())
+        if isinstance(event, AuthenticationRequired):
+            event = await self._exchange(event.next_request)
         if not isinstance(event, AssociationAccepted):
             raise ProtocolError(f"unexpected {type(event).__name__} answering AARQ")
         logger.debug(
@@ -715,7 +730,7 @@ async def read_meter(
     max_drift_s: float = 10.0,
     clock_reference: Callable[[], datetime] | None = None,
     baud: int = 9600,
-    security: Any = None,
+    security: ReaderSecurity | None = None,
     meter_id: str | None = None,
 ) -> MeterRead:
     """Connect, associate, read clock + registers (+ profile ranges, event logs), release,
@@ -727,7 +742,8 @@ async def read_meter(
     ``event_logs``. The clock is always compared with ``clock_reference()`` (default: now,
     UTC) into ``clock_check``; it is set only when ``set_clock`` is True (configuration allows)
     and the drift exceeds ``max_drift_s`` (s). ``timeout`` (s) bounds each request. ``security``
-    is an :class:`edge_core.meter.security.ReaderSecurity` (HLS-GMAC) or None.
+    is an :class:`edge_core.meter.security.ReaderSecurity` (HLS-GMAC) or None; its invocation
+    counters are kept per ``meter_id`` (default: the URL), so give the same id every time.
     """
     link = open_transport(url, transport=transport, client=client, server=server, baud=baud)
     name = meter_id or url

@@ -34,8 +34,16 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="serve each meter on a pseudo-terminal (HDLC only); prints the device paths",
     )
-    p.add_argument("--auth", choices=("none", "low"), default="none", help="authentication level")
+    p.add_argument(
+        "--auth", choices=("none", "low", "hls-gmac"), default="none", help="authentication level"
+    )
     p.add_argument("--password", help="LLS password (--auth low)")
+    p.add_argument("--auth-key", help="HLS-GMAC authentication key AK, 32 hex digits")
+    p.add_argument("--cipher-key", help="HLS-GMAC global unicast encryption key EK, 32 hex digits")
+    p.add_argument(
+        "--system-title",
+        help="HLS-GMAC system title of the first meter, 16 hex digits (meter i: last 4 bytes + i)",
+    )
     p.add_argument(
         "--start",
         help="first day of the profile buffers, YYYY-MM-DD (default: 7 days ago)",
@@ -50,6 +58,29 @@ def _parse_start(text: str | None) -> date:
         return date.fromisoformat(text)
     except ValueError as exc:
         raise ConfigError(f"--start must be YYYY-MM-DD, got {text!r}", path="start") from exc
+
+
+def _security(args: argparse.Namespace) -> Any:
+    """The MeterSecurity of ``--auth hls-gmac`` (None otherwise)."""
+    if args.auth != "hls-gmac":
+        if args.auth_key or args.cipher_key or args.system_title:
+            raise ConfigError("--auth-key/--cipher-key/--system-title need --auth hls-gmac")
+        return None
+    from edge_core.meter.security import key_from_hex, parse_system_title
+    from edge_core.simulator.security import DEFAULT_METER_TITLE, MeterSecurity
+
+    if not args.auth_key or not args.cipher_key:
+        raise ConfigError("--auth hls-gmac needs --auth-key and --cipher-key", path="auth")
+    title = (
+        parse_system_title(args.system_title, path="system-title")
+        if args.system_title
+        else DEFAULT_METER_TITLE
+    )
+    return MeterSecurity(
+        key_from_hex(args.cipher_key, label="cipher-key"),
+        key_from_hex(args.auth_key, label="auth-key"),
+        title,
+    )
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -73,6 +104,7 @@ async def _run(args: argparse.Namespace, start: date) -> int:
         if not args.password:
             raise ConfigError("--auth low needs --password", path="password")
         password = args.password.encode()
+    security = _security(args)
     handle = await serve_meters(
         args.meters,
         args.host,
@@ -82,6 +114,7 @@ async def _run(args: argparse.Namespace, start: date) -> int:
         transport=args.transport,
         serial=args.serial,
         password=password,
+        security=security,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

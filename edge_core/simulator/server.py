@@ -33,7 +33,6 @@ import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
 
 from edge_core.dlms.apdu import DataNotification
 from edge_core.dlms.axdr import Data
@@ -42,6 +41,7 @@ from edge_core.dlms.server import ServerConnection
 from edge_core.dlms.wrapper import WrapperDecoder, WrapperFrame
 from edge_core.errors import ConfigError, MeterUnreachableError, ProtocolError
 from edge_core.simulator.model import SimulatedMeter
+from edge_core.simulator.security import MeterSecurity
 
 __all__ = ["SimulatorHandle", "serve_meters"]
 
@@ -190,7 +190,7 @@ async def serve_meters(  # noqa: PLR0917 - positional signature is the demo's co
     push_destination: tuple[str, int] | None = None,
     push_poll_s: float = 0.2,
     null_clocks: bool | None = None,
-    security: Any = None,
+    security: MeterSecurity | None = None,
 ) -> SimulatorHandle:
     """Start ``meters`` simulated meters on ``port``..``port+meters-1`` (port 0: any free
     ports), or on pseudo-terminals with ``serial=True`` (HDLC only). Returns once every port
@@ -211,8 +211,11 @@ async def serve_meters(  # noqa: PLR0917 - positional signature is the demo's co
     handle = SimulatorHandle(host, [], [m.meter_id for m in models], models, transport)
     handle.push_destination = push_destination
 
+    if security is not None and password is not None:
+        raise ConfigError("use either a password (low) or HLS-GMAC", path="auth")
+
     def connection(model: SimulatedMeter) -> ServerConnection:
-        return _connection(model, max_pdu_size, password, security)
+        return _connection(model, max_pdu_size, password, security, models.index(model))
 
     try:
         if serial:
@@ -336,12 +339,19 @@ def _corrupt(data: bytes) -> bytes:
 
 
 def _connection(
-    model: SimulatedMeter, max_pdu_size: int, password: bytes | None, security: Any
+    model: SimulatedMeter,
+    max_pdu_size: int,
+    password: bytes | None,
+    security: MeterSecurity | None,
+    index: int,
 ) -> ServerConnection:
-    if security is not None:
-        # Hook for HLS-GMAC on the meter side (docs/dlms-security.md): not wired yet.
-        raise ConfigError("HLS-GMAC is not wired into the simulator yet", path="security")
-    return ServerConnection(model, max_pdu_size=max_pdu_size, password=password, name=model.serial)
+    return ServerConnection(
+        model,
+        max_pdu_size=max_pdu_size,
+        password=password,
+        name=model.serial,
+        security=security.context_factory(index) if security is not None else None,
+    )
 
 
 def _serve_pty(

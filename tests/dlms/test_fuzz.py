@@ -139,7 +139,9 @@ def test_set_action_mutations_raise_only_protocol_errors(
     )
     with contextlib.suppress(ProtocolError):
         decode_apdu(data)
-    meter = SimulatedMeter(0, seed=1, start=date(2026, 1, 1), clock=lambda: datetime(2026, 1, 2, tzinfo=UTC))
+    meter = SimulatedMeter(
+        0, seed=1, start=date(2026, 1, 1), clock=lambda: datetime(2026, 1, 2, tzinfo=UTC)
+    )
     server = ServerConnection(meter)
     client = ClientConnection()
     aare = server.receive_apdu(client.associate())

@@ -34,3 +34,9 @@ def test_bench_dlms_wire_smoke(capsys) -> None:  # type: ignore[no-untyped-def]
     assert one["ours"]["parameters"]["window_rx"] == 7
     assert one["reference_128_w1"]["parameters"]["max_info_rx"] == 128
     assert one["ours"]["seconds"] >= one["ours"]["ideal_wire_s"] * 0.99
+    assert doc["backfill"]["ours"]["rows"] == 9  # 2.4 h of 15-min captures
+    assert "backfill_met" in doc["targets"]
+    if "gurux" in one:  # gurux-dlms installed: its client read the same rows
+        assert one["same_rows_as_gurux"]
+        assert one["gurux"]["rows"] == 24
+        assert one["bytes_ratio_vs_gurux"] > 0

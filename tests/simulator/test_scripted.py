@@ -302,9 +302,9 @@ def test_push_listener_rejects_garbage_and_bounds_queue() -> None:
 
 
 def test_low_level_security_end_to_end_over_tcp() -> None:
-    from edge_core.dlms.apdu import AARQ  # noqa: PLC0415
-    from edge_core.dlms.client import ClientConnection  # noqa: PLC0415
-    from edge_core.errors import AssociationError  # noqa: PLC0415
+    from edge_core.dlms.apdu import AARQ
+    from edge_core.dlms.client import ClientConnection
+    from edge_core.errors import AssociationError
 
     aarq = ClientConnection(password=b"12345678").associate()
     assert bytes.fromhex("8b0760857405080201") in aarq  # mechanism 2.16.756.5.8.2.1
