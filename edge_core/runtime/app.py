@@ -29,9 +29,10 @@ from edge_core.batch import encode_split
 from edge_core.bus.base import Bus, Subscription
 from edge_core.clock import Clock, SystemClock
 from edge_core.config import EdgeConfig, MeterConfig
+from edge_core.dlms.counters import CounterStore
 from edge_core.dlms.obis import Obis
-from edge_core.errors import AmiError, ConfigError, PublishError, SpoolError
-from edge_core.meter import read_meter
+from edge_core.errors import AmiError, PublishError, SpoolError
+from edge_core.meter import read_meter, resolve_reader_security
 from edge_core.model import DataClass, Reading, Topics
 from edge_core.runtime.acquisition import Acquisition, ReadOutcome, ReadPlan
 from edge_core.runtime.alarm_service import AlarmService
@@ -77,6 +78,8 @@ class EdgeApp:
         self.commands = CommandHandler(config, self._on_demand_read, self._respond, self._now_iso)
         self._uplink_task: asyncio.Task[None] | None = None
         self._push_task: asyncio.Task[None] | None = None
+        self._security: dict[str, Any] = {}
+        self._counters: CounterStore | None = None
         self.pushes_received = 0
         self.local_offer_failures = 0
         self.bad_local_messages = 0
@@ -148,6 +151,7 @@ class EdgeApp:
         if config.thing_name != self.config.thing_name or config.spool != self.config.spool:
             log.warning("thing name and spool changes take effect at the next restart")
         self.config = config
+        self._security.clear()  # keys or titles may have changed
         self.commands = CommandHandler(config, self._on_demand_read, self._respond, self._now_iso)
         if self.acquisition is None:
             return
@@ -258,10 +262,24 @@ class EdgeApp:
         if meter.auth.level == "low":
             return {"password": await self.bus.get_secret(meter.auth.password_secret)}
         if meter.auth.level == "hls-gmac":
-            raise ConfigError(
-                "HLS-GMAC meters are not read by the runtime yet", path=f"meters[{meter.id}].auth"
-            )
+            security = self._security.get(meter.id)
+            if security is None:
+                security = await resolve_reader_security(
+                    self.bus.get_secret,
+                    auth_key_secret=meter.auth.auth_key_secret,
+                    cipher_key_secret=meter.auth.cipher_key_secret,
+                    system_title=meter.auth.system_title,
+                    store=self._counter_store(),
+                )
+                self._security[meter.id] = security
+            return {"security": security}
         return {}
+
+    def _counter_store(self) -> CounterStore:
+        """Invocation counters live beside the spool: one store for the process."""
+        if self._counters is None:
+            self._counters = CounterStore(Path(self.config.spool.path).parent / "ic-counters")
+        return self._counters
 
     async def _read(self, meter: MeterConfig, plan: ReadPlan) -> ReadOutcome:
         """One association: profile range, daily range, event logs and the clock check."""
