@@ -32,6 +32,7 @@ from edge_core.alarms import (
     MeterCommLost,
     MeterCommRestored,
     MeterPowerDown,
+    MeterPowerUp,
     OutageEngine,
     PowerFailMonitor,
     PowerFailSettings,
@@ -47,6 +48,7 @@ __all__ = ["POWER_FAILURE_LOG", "AlarmService", "FileSequence", "records_to_even
 
 POWER_FAILURE_LOG = "1.0.99.97.0.255"
 LAST_GASP_BIT = 0x01  # alarm register bit 0 (SMR5 / IDIS alarm push)
+POWER_UP_BIT = 0x02  # alarm register bit 1: supply returned (meters set to push on power-up)
 QUALITY_BITS = 0x24  # profile status: bit 5 clock adjusted, bit 2 data not valid
 
 
@@ -168,13 +170,19 @@ class AlarmService:
         return await self.feed(events) if events else []
 
     async def feed_push(self, push: Any) -> list[AlarmMessage]:
-        """A DataNotification push: the alarm register's last-gasp bit is a power-down."""
+        """A DataNotification push: the alarm register's last-gasp bit is a power-down, its
+        power-up bit a restore (the event log read at the next poll confirms both)."""
         bits = next((v for v in reversed(push.values) if isinstance(v, int)), 0)
-        if not bits & LAST_GASP_BIT:
+        when = push.time or self.clock.now_dt()
+        events: list[Any] = []
+        if bits & LAST_GASP_BIT:
+            events.append(MeterPowerDown(push.meter, when, source="push"))
+        if bits & POWER_UP_BIT:
+            events.append(MeterPowerUp(push.meter, when, source="push"))
+        if not events:
             log.info("push from %s with alarm bits %#x: no power event", push.meter, bits)
             return []
-        when = push.time or self.clock.now_dt()
-        return await self.feed([MeterPowerDown(push.meter, when, source="push")])
+        return await self.feed(events)
 
     def on_comm(self, meter: str, ok: bool, _failures: int) -> None:
         """Acquisition's callback (called on the loop): one event per poll outcome."""

@@ -53,6 +53,7 @@ from edge_core.simulator.load import INTERVAL_S, INTERVALS_PER_DAY, MeterLoad
 from edge_core.simulator.script import (
     ALARM_FRAUD,
     ALARM_LAST_GASP,
+    ALARM_POWER_UP,
     CLOCK_ADJUSTED_NEW,
     CLOCK_ADJUSTED_OLD,
     FRAUD_EVENT_LOG,
@@ -235,7 +236,8 @@ class SimulatedMeter:
     ) -> None:
         """No supply in [start, end): silent meter, power down/up (1/2) in the standard log,
         (end, duration) in the power-failure log, status bit 7 and less energy on the
-        intervals it touches; ``last_gasp`` queues an alarm push (bit 0) at ``start``."""
+        intervals it touches; ``last_gasp`` queues an alarm push (bit 0) at ``start`` and a
+        power-up alarm push (bit 1) at ``end``, as meters configured to push on power return do."""
         s0, s1 = epoch_s(start), epoch_s(end)
         if s1 <= s0:
             raise ConfigError("an outage ends after it starts")
@@ -245,6 +247,7 @@ class SimulatedMeter:
         self.script.log(POWER_FAILURE_LOG, EventEntry(s1, POWER_UP, round(s1 - s0)))
         if last_gasp:
             self.script.pushes.append(PendingPush(s0, ALARM_LAST_GASP))
+            self.script.pushes.append(PendingPush(s1, ALARM_POWER_UP))
         self._invalidate_from(s0)
 
     def phase_loss(self, phase: int, start: datetime | float, end: datetime | float) -> None:
