@@ -42,9 +42,12 @@ Per meter, power is one of UP -> PENDING (down heard, not yet qualified) -> OUT 
   A restore of an outage already sent is never suppressed.
 - DCU power fail: at once one ``last_gasp`` (priority 0) listing the meters then UP, then every
   open momentary summary is flushed (the process may not live to the end of the period). On
-  power back, one ``restore`` for the DCU (meter null, the last-gasp meters, duration). Meter
+  power back, one ``restore`` for the DCU (meter null, the last-gasp meters, duration; its id is
+  marked as the DCU's, so it never equals a meter's restore at the same instant). Meter
   interruptions that begin and end inside the DCU's outage (``dcu_absorb_margin_s`` either side)
-  for meters listed in the last gasp are absorbed: the DCU alarm already covers them.
+  for meters listed in the last gasp, over before they qualify, are absorbed: the DCU alarm
+  already covers them. While the DCU's outage is still open it ends after any up we hear, so
+  there only the start is checked.
 - Comm loss: more than ``comm_loss_cycles`` consecutive failed polls give one ``comm_loss``
   (never an outage: only a power-down corroborates an outage; and no comm_loss is raised for a
   meter that is PENDING/OUT, whose silence the outage explains); an answer gives ``comm_restore``.
@@ -239,6 +242,7 @@ class _Draft:
     interruption: str | None = None
     durations_s: tuple[int, ...] = ()
     window_s: int | None = None
+    about_dcu: bool = False  # the DCU's own restore: its id must differ from any meter's
 
 
 def _secs(delta: timedelta) -> int:
@@ -492,6 +496,15 @@ class OutageEngine:
 
     def _absorbed(self, meter: str, start: datetime, end: datetime) -> bool:
         margin = timedelta(seconds=self.settings.dcu_absorb_margin_s)
+        failed = self._dcu_failed
+        if (
+            failed is not None
+            and start >= failed.event_time - margin
+            and meter in self._last_gasp_meters
+        ):
+            # The DCU's outage is still open, so it ends after ``end``: an interruption that
+            # began inside it is inside it, like one checked against a closed outage below.
+            return True
         return any(
             meter in o.meters and o.start - margin <= start and end <= o.end + margin
             for o in self._dcu_outages
@@ -672,6 +685,7 @@ class OutageEngine:
                 count=len(meters),
                 interruption=self._classify(duration),
                 test=test or self.settings.test,
+                about_dcu=True,
             )
         )
 
@@ -768,7 +782,14 @@ class OutageEngine:
         out: list[AlarmMessage] = []
         for draft in drafts:
             for piece, part, parts in self._split(draft, now):
-                ident = alarm_id(self.dcu, piece.type, piece.meters, piece.event_time, piece.code)
+                ident = alarm_id(
+                    self.dcu,
+                    piece.type,
+                    piece.meters,
+                    piece.event_time,
+                    piece.code,
+                    about_dcu=piece.about_dcu,
+                )
                 if ident in self._emitted:
                     log.debug("alarm %s %s already emitted; dropped", piece.type.value, ident)
                     continue

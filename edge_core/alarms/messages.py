@@ -6,9 +6,10 @@ store. Its JSON form (schema ``alarm.schema.json`` beside this module, draft 202
 (no spaces), key order fixed, and symmetric: ``AlarmMessage.from_json(m.to_json()) == m``.
 
 Identity: ``id`` is a deterministic idempotency key, the first 128 bits of BLAKE2b over the DCU,
-the type, the sorted meter ids, the event time (as a UTC instant) and the event code (where the
-type carries one). The same fact seen twice (a push and an event-log read) hashes to the same id,
-so the edge emits it once and the cloud can drop a redelivery. ``seq`` is a per-DCU monotonic
+the type, the sorted meter ids, the event time (as a UTC instant), the event code (where the
+type carries one) and, for the DCU's own restore, a marker that keeps it apart from a meter's.
+The same fact seen twice (a push and an event-log read) hashes to the same id, so the edge
+emits it once and the cloud can drop a redelivery. ``seq`` is a per-DCU monotonic
 number handed out by a sequence provider that the caller persists; it orders messages, it does
 not identify them.
 
@@ -116,15 +117,25 @@ def alarm_id(
     meters: Iterable[str],
     event_time: datetime,
     code: int | None = None,
+    *,
+    about_dcu: bool = False,
 ) -> str:
     """The idempotency key: 32 hex digits of BLAKE2b-128 over the identifying fields.
 
     Meters are sorted, the event time is taken as a UTC instant (the same instant written with
     another offset gives the same id), the code is included only when not None.
+
+    ``about_dcu`` marks a message whose subject is the DCU itself although its type also exists
+    per meter: the DCU's ``restore`` (``meter`` null). Its meter list is the last-gasp list, so
+    with a single powered meter it would otherwise hash like that meter's own restore at the
+    same instant, and one of the two facts would be dropped as a duplicate. The marker is added
+    only when set, so every other id is unchanged.
     """
     parts = [dcu, type_.value, ",".join(sorted(meters)), _utc_key(event_time)]
     if code is not None:
         parts.append(str(code))
+    if about_dcu:
+        parts.append("dcu")
     return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "MeterConfig",
     "detect_clock_drift",
     "detect_level_drop",
+    "detect_level_rise",
     "detect_missing_intervals",
     "detect_register_backwards",
     "detect_reverse_flow",
@@ -328,6 +329,41 @@ def detect_level_drop(
         ratio = max(ratio, total / baseline_weekday_wh)
     end = window.start + window.source_intervals * INTERVAL_S
     return [Finding("level_drop", window.meter, window.start, end, round(ratio, 4), max_ratio,
+                    f"{total / 1000:.2f} kWh imported on {window.day} is {ratio:.0%} of the "
+                    f"meter's own level ({baseline_14d_wh / 1000:.2f} kWh 14-day median)")]
+
+
+def detect_level_rise(
+    window: DayWindow,
+    baseline_14d_wh: float,
+    baseline_weekday_wh: float,
+    history_days: int,
+    *,
+    min_ratio: float = 1.8,
+    min_history: int = 7,
+    min_baseline_wh: float = 500.0,
+    max_missing: int = 4,
+) -> list[Finding]:
+    """The mirror of :func:`detect_level_drop`: the day's import rose above ``min_ratio`` of
+    both of the meter's own baselines. A doubled CT or PT ratio (a wrong multiplier programmed
+    at installation or after a transformer change) scales every interval alike, keeping the
+    shape a model looks at; a cold day or guests rarely double both medians at once."""
+    n = len(window.energy)
+    missing = window.missing
+    if history_days < min_history or missing > max_missing or n == missing:
+        return []
+    if not baseline_14d_wh >= min_baseline_wh:  # also False for NaN
+        return []
+    total = float(np.nansum(window.energy)) * n / (n - missing)
+    ratio = total / baseline_14d_wh
+    if not ratio > min_ratio:
+        return []
+    if np.isfinite(baseline_weekday_wh) and baseline_weekday_wh > 0:
+        if not total > min_ratio * baseline_weekday_wh:
+            return []
+        ratio = min(ratio, total / baseline_weekday_wh)
+    end = window.start + window.source_intervals * INTERVAL_S
+    return [Finding("level_rise", window.meter, window.start, end, round(ratio, 4), min_ratio,
                     f"{total / 1000:.2f} kWh imported on {window.day} is {ratio:.0%} of the "
                     f"meter's own level ({baseline_14d_wh / 1000:.2f} kWh 14-day median)")]
 

@@ -69,6 +69,7 @@ import numpy as np
 from edge_core.analytics.detectors import (
     MeterConfig,
     detect_level_drop,
+    detect_level_rise,
     detect_register_backwards,
     detect_reverse_flow,
     detect_spikes,
@@ -517,11 +518,11 @@ class AnalyticsService:
             work.history_meters.update(w.meter for w in batch)
 
     def _level_rule(self, windows: list[DayWindow], work: _Work) -> None:
-        """The level-drop rule needs the baselines before the day: run it per round."""
+        """The level rules need the baselines before the day: run them per round."""
         base = self.history.baselines_for(windows)
         for i, w in enumerate(windows):
-            for f in detect_level_drop(w, float(base.total_14d[i]), float(base.weekday_total[i]),
-                                       int(base.history_days[i])):
+            args = (float(base.total_14d[i]), float(base.weekday_total[i]), int(base.history_days[i]))
+            for f in (*detect_level_drop(w, *args), *detect_level_rise(w, *args)):
                 work.events.append(event_from_finding(f, w.day))
                 self.counters["events_rule"] += 1
 

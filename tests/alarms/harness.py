@@ -8,7 +8,8 @@ strictly increasing sequence number.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import jsonschema
@@ -22,7 +23,7 @@ from edge_core.alarms import (
     load_schema,
 )
 
-__all__ = ["DCU", "METER_TZ", "T0", "Harness", "check_message", "kinds"]
+__all__ = ["DCU", "METER_TZ", "T0", "Harness", "Heard", "check_message", "kinds"]
 
 DCU = "dcu-0042"
 METER_TZ = timezone(timedelta(hours=1))
@@ -43,6 +44,14 @@ def check_message(msg: AlarmMessage, bound: int, *, validate: bool = True) -> No
 
 def kinds(msgs: Iterable[AlarmMessage]) -> list[str]:
     return [m.type.value for m in msgs]
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One event as the DCU heard it: ``at`` seconds after T0 on the DCU clock."""
+
+    at: float
+    event: Event
 
 
 class Harness:
@@ -78,3 +87,18 @@ class Harness:
 
     def tick(self, now_s: float) -> list[AlarmMessage]:
         return self._check(self.engine.tick(self.at(now_s)))
+
+    def replay(self, heard: Sequence[Heard], ticks: Iterable[float] = ()) -> list[AlarmMessage]:
+        """Feed a script as the property test does: events and ticks in DCU-time order (a stable
+        sort, so events heard at the same instant keep their script order), then one tick far
+        enough ahead for every timer to run out. Returns everything emitted."""
+        steps: list[tuple[float, Event | None]] = [(x.at, x.event) for x in heard]
+        steps += [(t, None) for t in ticks]
+        steps.sort(key=lambda s: s[0])
+        for at, event in steps:
+            if event is None:
+                self.tick(at)
+            else:
+                self.feed(at, event)
+        self.tick(max([s[0] for s in steps], default=0.0) + 100_000)
+        return self.out

@@ -1,34 +1,34 @@
 """Property tests: any script of power-downs and -ups per meter, with duplicates re-delivered
-(push and event log), keeps the engine's promises."""
+(push and event log), keeps the engine's promises.
+
+``AMI_ALARM_PROPERTY_EXAMPLES`` (default 150) sets the number of examples, to hammer the engine
+locally (e.g. 5000 with ``--hypothesis-seed=N``) while the suite stays bounded in time. Failures
+found so far are replayed first as ``@example``s (and spelled out in test_regressions.py).
+"""
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
-from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from edge_core.alarms import (
     AlarmSettings,
     DcuPowerFail,
     DcuPowerRestored,
-    Event,
     MeterPowerDown,
     MeterPowerUp,
 )
 
-from .harness import Harness
+from .harness import Harness, Heard
+from .test_regressions import FOUND
 
 OUTAGE_TYPES = {"outage", "transformer_outage"}
 RESTORE_TYPES = {"restore", "transformer_restore"}
-
-
-@dataclass(frozen=True)
-class Heard:
-    at: float  # DCU clock, s after T0
-    event: Event
+EXAMPLES = int(os.environ.get("AMI_ALARM_PROPERTY_EXAMPLES", "150"))
 
 
 @st.composite
@@ -81,8 +81,11 @@ def scripts(draw: st.DrawFn) -> tuple[AlarmSettings, list[Heard], list[float], i
 
 
 @pytest.mark.slow
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scripts())
+@example(script=FOUND["out_out_up"])
+@example(script=FOUND["out_never_restored"])
+@example(script=FOUND["dcu_never_restored"])
 def test_every_outage_gets_exactly_one_restore_and_no_id_repeats(
     script: tuple[AlarmSettings, list[Heard], list[float], int],
 ) -> None:
@@ -90,16 +93,9 @@ def test_every_outage_gets_exactly_one_restore_and_no_id_repeats(
     # Schema validation is left to the scripted tests (it would dominate the run time here);
     # the codec round trip, size bound and sequence order are still checked on every message.
     h = Harness(cfg, meters=[f"m{i}" for i in range(n_meters)], validate=False)
-    steps: list[tuple[float, Event | None]] = [(x.at, x.event) for x in heard]
-    steps += [(t, None) for t in ticks]
-    steps.sort(key=lambda s: s[0])  # stable: per-meter order of equal times is kept
-    for at, event in steps:
-        if event is None:
-            h.tick(at)
-        else:
-            h.feed(at, event)
-    end = max([s[0] for s in steps], default=0.0)
-    h.tick(end + 100_000)  # every meter is up by now: let all timers run out
+    # In DCU-time order (stable: per-meter order of equal times is kept), then far enough
+    # ahead that every meter is up and every timer has run out.
+    h.replay(heard, ticks)
 
     ids = [m.id for m in h.out]
     assert len(ids) == len(set(ids)), "an alarm was emitted twice"

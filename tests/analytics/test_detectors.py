@@ -5,6 +5,8 @@ import numpy as np
 from edge_core.analytics.detectors import (
     MeterConfig,
     detect_clock_drift,
+    detect_level_drop,
+    detect_level_rise,
     detect_missing_intervals,
     detect_register_backwards,
     detect_reverse_flow,
@@ -112,3 +114,18 @@ def test_missing_intervals_explained_by_status():
     assert detect_missing_intervals("M1", times, status, START, START + 10 * 900) == []
     status[times.index(START + 5 * 900)] = 0x20  # clock adjusted
     assert detect_missing_intervals("M1", times, status, START, START + 10 * 900) == []
+
+
+def test_level_rules_catch_uniform_scaling_both_ways_against_the_meters_own_level():
+    # 96 x 100 Wh = 9.6 kWh a day is this meter's level; both baselines agree.
+    normal, weekday = 9600.0, 9400.0
+    halved = window(np.full(96, 50.0))
+    doubled = window(np.full(96, 200.0))
+    usual = window(np.full(96, 110.0))
+    assert [f.kind for f in detect_level_drop(halved, normal, weekday, 14)] == ["level_drop"]
+    assert [f.kind for f in detect_level_rise(doubled, normal, weekday, 14)] == ["level_rise"]
+    assert detect_level_rise(usual, normal, weekday, 14) == []
+    assert detect_level_drop(usual, normal, weekday, 14) == []
+    # A new meter (too little history) and a rise the same weekday already had stay quiet.
+    assert detect_level_rise(doubled, normal, weekday, 3) == []
+    assert detect_level_rise(doubled, normal, 20000.0, 14) == []
