@@ -15,24 +15,47 @@ Theory of operation
   (401 otherwise). ``/healthz`` and ``/openapi.yaml`` are open. In AWS, API Gateway checks the
   key first (``ApiKeyRequired``) and the function is configured without one.
 * Times in responses are ISO 8601 UTC (``2024-03-01T00:15:00Z``) plus epoch seconds.
+* On-demand reads (``POST /v1/reads``): the API resolves the meter's concentrator (the
+  registry record in force now, else the thing whose batches last carried the meter), stores
+  the request as pending with a deadline, then publishes the command on
+  ``cmd/ami/{thing}/read/req`` through ``publisher`` (the local stack's MQTT connection, or the
+  IoT data plane in AWS). The ``ami_read_responses`` rule completes it by correlation id
+  (:mod:`cloud.events`). ``GET /v1/reads/{id}`` turns a pending request past its deadline into
+  ``timeout`` (persisted; a later answer is then dropped). A failed publish marks the request
+  ``error`` and answers 503.
+* The dashboard (``/``, ``/static/...``) is static package data, served without the key; the
+  page itself asks for the key and sends it with every API call.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import logging
+import math
 import re
+import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
 
-from cloud.storage.base import Stores
+from cloud.storage.base import EventRecord, ReadRequestRecord, Stores
 from edge_core.errors import AmiError, ApiError
 
-__all__ = ["MAX_RANGE_S", "ApiApp", "Response", "handle", "iso", "parse_iso"]
+__all__ = [
+    "DEFAULT_READ_TIMEOUT_S",
+    "MAX_RANGE_S",
+    "ApiApp",
+    "Publisher",
+    "Response",
+    "handle",
+    "iso",
+    "parse_iso",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +65,32 @@ _METER_MAX_BYTES = 255
 _OBIS = re.compile(r"^\d{1,3}[.-]\d{1,3}[.:]\d{1,3}\.\d{1,3}\.\d{1,3}(?:[.*]\d{1,3})?$")
 
 Response = dict[str, Any]
+Publisher = Callable[[str, bytes], None]  # (topic, payload); returns once sent, raises AmiError
+
+ENERGY_IMPORT = "1.0.1.8.0.255"  # +A, the fleet table's register
+DEFAULT_READ_TIMEOUT_S = 60
+MAX_READ_TIMEOUT_S = 300
+MAX_OBIS_PER_READ = 64  # the edge refuses more (edge_core.runtime.commands)
+DEFAULT_WINDOW_S = 7 * 86400  # timelines without from/to: the last 7 days
+MAX_LIMIT = 5000
+_READ_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_THING = re.compile(r"^[A-Za-z0-9_:-]{1,128}$")  # AWS IoT thing names
+_READ_FIELDS = frozenset({"meter", "obis", "profile", "timeout_s"})
+_STATIC = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
 
 
 def iso(t: int) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Epoch seconds -> ``YYYY-MM-DDTHH:MM:SSZ`` (four-digit year, also before year 1000)."""
+    d = datetime.fromtimestamp(t, tz=timezone.utc)
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}Z"
+
+
+_MIN_T = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp())  # what iso() can render
+_MAX_T = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp())
 
 
 def parse_iso(value: str, name: str) -> int:
@@ -58,7 +103,13 @@ def parse_iso(value: str, name: str) -> int:
         ) from exc
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp())
+    try:
+        t = int(dt.timestamp())
+    except (OverflowError, ValueError) as exc:
+        raise ApiError(f"{name} is out of range", status=400, details="invalid_parameter") from exc
+    if not _MIN_T <= t <= _MAX_T:  # e.g. 0001-01-01T00:00+14:00 is in year 0 in UTC
+        raise ApiError(f"{name} is out of range", status=400, details="invalid_parameter")
+    return t
 
 
 def _json(status: int, body: Any) -> Response:
@@ -73,23 +124,56 @@ def _error(status: int, code: str, message: str) -> Response:
     return _json(status, {"error": {"code": code, "message": message}})
 
 
-_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
+def _bad(message: str, code: str = "invalid_parameter") -> ApiError:
+    return ApiError(message, status=400, details=code)
+
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    501: "not_implemented",
+    503: "unavailable",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class _Route:
+    """``handler(app, path params, query)``, or with ``body`` also the request body (str|None).
+    A request with a query parameter outside ``query`` is refused (400 ``unknown_parameter``):
+    a misspelt parameter must not silently fall back to a default."""
+
     method: str
     pattern: re.Pattern[str]
-    handler: Callable[[ApiApp, Mapping[str, str], Mapping[str, str]], Response]
+    handler: Callable[..., Response]
     auth: bool = True
+    body: bool = False
+    query: frozenset[str] | None = None  # the query parameters it takes; None: any
 
 
 class ApiApp:
-    """The API over a set of stores. ``api_key`` None disables the local key check."""
+    """The API over a set of stores. ``api_key`` None disables the local key check.
 
-    def __init__(self, stores: Stores, *, api_key: str | None = None) -> None:
+    ``publisher`` sends read commands (None: ``POST /v1/reads`` answers 501); ``clock`` gives
+    epoch seconds (deadlines, default time windows); anomalies of the last
+    ``anomaly_window_s`` seconds count as open in the fleet table.
+    """
+
+    def __init__(
+        self,
+        stores: Stores,
+        *,
+        api_key: str | None = None,
+        publisher: Publisher | None = None,
+        clock: Callable[[], float] = time.time,
+        anomaly_window_s: int = DEFAULT_WINDOW_S,
+    ) -> None:
         self.stores = stores
         self.api_key = api_key
+        self.publisher = publisher
+        self.clock = clock
+        self.anomaly_window_s = anomaly_window_s
 
     def handle(self, event: Mapping[str, Any], context: Any = None) -> Response:
         method = str(event.get("httpMethod") or "GET").upper()
@@ -112,7 +196,16 @@ class ApiApp:
                 )
             ):
                 return _error(401, "unauthorized", "missing or wrong x-api-key")
+            if route.query is not None and not set(query) <= route.query:
+                unknown = sorted(set(query) - route.query)
+                return _error(
+                    400,
+                    "unknown_parameter",
+                    f"unknown query parameter(s) {unknown}; allowed: {sorted(route.query)}",
+                )
             try:
+                if route.body:
+                    return route.handler(self, m.groupdict(), query, _body(event))
                 return route.handler(self, m.groupdict(), query)
             except ApiError as exc:
                 code = (
@@ -125,7 +218,9 @@ class ApiApp:
                 log.exception("backend failure on %s %s", method, path)
                 return _error(500, "internal", "internal error")
         if allowed:
-            return _error(405, "method_not_allowed", f"{method} not allowed on {path}")
+            resp = _error(405, "method_not_allowed", f"{method} not allowed on {path}")
+            resp["headers"]["Allow"] = ", ".join(sorted(set(allowed)))
+            return resp
         return _error(404, "not_found", f"no route {path}")
 
     # -- handlers ---------------------------------------------------------------------------
@@ -234,18 +329,430 @@ class ApiApp:
             },
         )
 
+    # -- on-demand reads --------------------------------------------------------------------
+
+    def _need(self, store: Any, what: str) -> Any:
+        if store is None:
+            raise ApiError(f"{what} are not available in this deployment", status=501)
+        return store
+
+    def _thing_of(self, meter: str) -> str:
+        """The concentrator that reads ``meter``: registry record in force now (else the newest
+        record), else the thing whose batches last carried it; 404 when neither knows."""
+        now = int(self.clock())
+        records = self.stores.registry.records(meter)
+        for rec in records:
+            if rec.dcu and rec.covers(now):
+                return rec.dcu
+        seen = self.stores.fleet.get(meter) if self.stores.fleet is not None else None
+        if seen is not None and seen.thing:
+            return seen.thing
+        for rec in reversed(records):
+            if rec.dcu:
+                return rec.dcu
+        raise ApiError(
+            f"unknown meter {meter} (no concentrator known for it)",
+            status=404,
+            details="unknown_meter",
+        )
+
+    @staticmethod
+    def _parse_read_body(body: str | None) -> dict[str, Any]:
+        if not body:
+            raise _bad("request body must be a JSON object", "invalid_body")
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise _bad(f"request body is not JSON: {exc}", "invalid_body") from exc
+        if not isinstance(doc, dict):
+            raise _bad("request body must be a JSON object", "invalid_body")
+        unknown = sorted(set(doc) - _READ_FIELDS)
+        if unknown:
+            raise _bad(
+                f"unknown field(s) {unknown}; allowed: {sorted(_READ_FIELDS)}", "invalid_body"
+            )
+        return doc
+
+    def create_read(
+        self, params: Mapping[str, str], query: Mapping[str, str], body: str | None
+    ) -> Response:
+        reads = self._need(self.stores.reads, "on-demand reads")
+        doc = self._parse_read_body(body)
+        meter = doc.get("meter")
+        if not isinstance(meter, str) or not meter:
+            raise _bad("meter is required (a string)", "invalid_body")
+        if not _METER.match(meter) or len(meter.encode("utf-8", "replace")) > _METER_MAX_BYTES:
+            raise _bad("invalid meter id", "invalid_body")
+        command: dict[str, Any] = {"v": 1, "id": "", "meter": meter}
+        obis = doc.get("obis")
+        if "obis" in doc:
+            if (
+                not isinstance(obis, list)
+                or len(obis) > MAX_OBIS_PER_READ
+                or not all(isinstance(o, str) and _OBIS.match(o) for o in obis)
+            ):
+                raise _bad(
+                    f"obis must be a list of at most {MAX_OBIS_PER_READ} OBIS codes "
+                    "like 1.0.1.8.0.255",
+                    "invalid_body",
+                )
+            if obis:
+                command["obis"] = list(obis)
+        profile = doc.get("profile")
+        if "profile" in doc:
+            if not isinstance(profile, dict) or set(profile) != {"from", "to"}:
+                raise _bad("profile must be an object with from and to", "invalid_body")
+            if not all(isinstance(profile[k], str) for k in ("from", "to")):
+                raise _bad("profile.from and profile.to must be ISO 8601 strings", "invalid_body")
+            start = parse_iso(profile["from"], "profile.from")
+            end = parse_iso(profile["to"], "profile.to")
+            if end <= start:
+                raise _bad("profile.to must be after profile.from", "invalid_range")
+            if end - start > MAX_RANGE_S:
+                raise _bad(f"profile longer than {MAX_RANGE_S // 86400} days", "range_too_large")
+            command["profile"] = {"from": _iso_offset(start), "to": _iso_offset(end)}
+        timeout = doc.get("timeout_s", DEFAULT_READ_TIMEOUT_S)
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, int | float)
+            or not math.isfinite(timeout)
+            or not 1 <= timeout <= MAX_READ_TIMEOUT_S
+        ):
+            raise _bad(f"timeout_s must be a number from 1 to {MAX_READ_TIMEOUT_S}", "invalid_body")
+        thing = self._thing_of(meter)
+        rid = str(uuid.uuid4())
+        command["id"] = rid
+        now = int(self.clock())
+        rec = ReadRequestRecord(
+            id=rid,
+            meter=meter,
+            thing=thing,
+            created=now,
+            deadline=now + math.ceil(timeout),
+            status="pending",
+            request=command,
+        )
+        if self.publisher is None:
+            raise ApiError("this deployment cannot send commands to the edge", status=501)
+        reads.create(rec)
+        topic = f"cmd/ami/{thing}/read/req"
+        try:
+            self.publisher(topic, json.dumps(command, separators=(",", ":")).encode())
+        except AmiError as exc:
+            log.warning("read %s: publish on %s failed: %s", rid, topic, exc)
+            reads.complete(
+                rid,
+                "error",
+                {"status": "error", "error": {"type": "PublishFailed", "message": str(exc)}},
+                now,
+            )
+            raise ApiError(
+                "the command could not be sent to the edge", status=503, details="publish_failed"
+            ) from exc
+        log.info("read %s of %s sent to %s", rid, meter, thing)
+        location = f"/v1/reads/{rid}"
+        resp = _json(202, {"id": rid, "status": "pending", "location": location})
+        resp["headers"]["Location"] = location
+        return resp
+
+    def get_read(self, params: Mapping[str, str], query: Mapping[str, str]) -> Response:
+        reads = self._need(self.stores.reads, "on-demand reads")
+        rid = params["rid"]
+        if not _READ_ID.match(rid):
+            raise _bad("invalid read id")
+        rec = reads.get(rid)
+        if rec is None:
+            raise ApiError(f"no read {rid}", status=404, details="unknown_read")
+        now = int(self.clock())
+        if rec.status == "pending" and now > rec.deadline:
+            reads.complete(rid, "timeout", None, now)
+            rec = reads.get(rid) or rec
+        out: dict[str, Any] = {
+            "id": rec.id,
+            "meter": rec.meter,
+            "thing": rec.thing,
+            "status": rec.status,
+            "created": iso(rec.created),
+            "deadline": iso(rec.deadline),
+            "completed": None if rec.completed is None else iso(rec.completed),
+            "request": rec.request,
+            "response": rec.response,
+        }
+        err = (rec.response or {}).get("error")
+        out["error"] = err if isinstance(err, dict) else None
+        return _json(200, out)
+
+    # -- dashboard data ---------------------------------------------------------------------
+
+    def _window(self, query: Mapping[str, str]) -> tuple[int, int]:
+        """(from, to) of a timeline query, at most 31 days. Defaults: to = now (at most 31 days
+        after an explicit from), from = to - 7 days."""
+        # present but empty is invalid, absent takes the default
+        start = parse_iso(query["from"], "from") if "from" in query else None
+        if "to" in query:
+            end = parse_iso(query["to"], "to")
+        else:  # now, but no further than the longest range after an explicit start
+            end = int(self.clock()) + 1
+            if start is not None:
+                end = min(end, start + MAX_RANGE_S)
+        if start is None:
+            start = end - DEFAULT_WINDOW_S
+        start, end = max(start, _MIN_T), min(end, _MAX_T)  # defaults near year 1 or 9999
+        if end <= start:
+            raise _bad("'to' must be after 'from'", "invalid_range")
+        if end - start > MAX_RANGE_S:
+            raise _bad(f"range longer than {MAX_RANGE_S // 86400} days", "range_too_large")
+        return start, end
+
+    @staticmethod
+    def _limit(query: Mapping[str, str], default: int = 1000) -> int:
+        raw = query.get("limit")
+        if raw is None:
+            return default
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            raise _bad(f"limit must be an integer from 1 to {MAX_LIMIT}")
+        return int(raw)
+
+    def _meter_filter(self, query: Mapping[str, str]) -> str | None:
+        meter = query.get("meter")
+        if meter is not None and (
+            not _METER.match(meter) or len(meter.encode("utf-8", "replace")) > _METER_MAX_BYTES
+        ):
+            raise _bad("invalid meter id")
+        return meter
+
+    def fleet(self, params: Mapping[str, str], query: Mapping[str, str]) -> Response:
+        seen = {e.meter: e for e in (self.stores.fleet.list() if self.stores.fleet else [])}
+        meters = sorted(set(seen) | set(self.stores.registry.meters()))
+        now = int(self.clock())
+        open_anomalies = (
+            self.stores.events.counts("anomaly", now - self.anomaly_window_s)
+            if self.stores.events is not None
+            else {}
+        )
+        outages = {o.key: o for o in reversed(self.stores.outages.list("current"))}
+        items = []
+        for meter in meters:
+            entry = seen.get(meter)
+            thing = entry.thing if entry is not None else ""
+            if not thing:
+                recs = self.stores.registry.records(meter)
+                thing = next((r.dcu for r in recs if r.covers(now)), recs[-1].dcu if recs else "")
+            energy = self.stores.latest.get(meter).get(ENERGY_IMPORT)
+            outage = outages.get(meter)
+            items.append(
+                {
+                    "meter": meter,
+                    "thing": thing,
+                    "last_read": None if entry is None else iso(entry.last_read),
+                    "last_read_epoch": None if entry is None else entry.last_read,
+                    "energy_import": None
+                    if energy is None
+                    else {
+                        "value": energy.value,
+                        "unit": energy.unit,
+                        "capture_time": iso(energy.capture_time),
+                    },
+                    "outage": None
+                    if outage is None
+                    else {"kind": outage.kind, "start": iso(outage.start)},
+                    "open_anomalies": open_anomalies.get(meter, 0),
+                }
+            )
+        return _json(
+            200,
+            {
+                "meters": items,
+                "anomaly_window_s": self.anomaly_window_s,
+                "generated": iso(now),
+            },
+        )
+
+    @staticmethod
+    def _event(rec: EventRecord) -> dict[str, Any]:
+        return {
+            "id": rec.id,
+            "kind": rec.kind,
+            "type": rec.type,
+            "thing": rec.thing,
+            "meter": rec.meter or None,
+            "time": iso(rec.time),
+            "epoch": rec.time,
+            "message": rec.doc,
+        }
+
+    def alarms(self, params: Mapping[str, str], query: Mapping[str, str]) -> Response:
+        events = self._need(self.stores.events, "alarm timelines")
+        start, end = self._window(query)
+        kind = query.get("kind", "all")
+        if kind not in ("all", "alarm", "event"):
+            raise _bad("kind must be 'all', 'alarm' or 'event'")
+        kinds = ["alarm", "event"] if kind == "all" else [kind]
+        recs = events.list(
+            kinds, start, end, meter=self._meter_filter(query), limit=self._limit(query)
+        )
+        return _json(
+            200,
+            {"from": iso(start), "to": iso(end), "alarms": [self._event(r) for r in recs]},
+        )
+
+    def anomalies(self, params: Mapping[str, str], query: Mapping[str, str]) -> Response:
+        events = self._need(self.stores.events, "anomalies")
+        start, end = self._window(query)
+        recs = events.list(
+            ["anomaly"], start, end, meter=self._meter_filter(query), limit=self._limit(query)
+        )
+        items = []
+        for r in recs:
+            d = r.doc
+            items.append(
+                {
+                    "id": r.id,
+                    "thing": r.thing,
+                    "meter": r.meter,
+                    "kind": r.type,
+                    "source": d.get("source"),
+                    "score": r.score,
+                    "threshold": d.get("threshold"),
+                    "model_version": d.get("model_version"),
+                    "day": d.get("day"),
+                    "reason": d.get("reason", ""),
+                    "time": iso(r.time),
+                    "epoch": r.time,
+                }
+            )
+        return _json(200, {"from": iso(start), "to": iso(end), "anomalies": items})
+
+    def dcu_health(self, params: Mapping[str, str], query: Mapping[str, str]) -> Response:
+        health = self._need(self.stores.health, "health reports")
+        thing = params["thing"]
+        if not _THING.match(thing):
+            raise _bad("invalid thing name")
+        start, end = self._window(query)
+        latest = health.latest(thing)
+        if latest is None:
+            raise ApiError(f"no health report from {thing}", status=404, details="unknown_dcu")
+        history = []
+        for rep in health.history(thing, start, end, self._limit(query, 2000)):
+            d = rep.doc
+            lat = _sub(d, "latency")
+            bulk, alarm = _sub(lat, "bulk"), _sub(lat, "alarm")
+            history.append(
+                {
+                    "time": iso(rep.time),
+                    "epoch": rep.time,
+                    "connected": _opt(d.get("connected"), bool),
+                    "backlog_readings": _opt(d.get("backlog_readings"), int),
+                    "backlog_messages": _opt(d.get("backlog_messages"), int),
+                    "backlog_age_s": _opt(d.get("backlog_age_s"), float),
+                    "publish_errors": _opt(d.get("publish_errors"), int),
+                    "bulk_p50_ms": _opt(bulk.get("p50_ms"), float),
+                    "bulk_p99_ms": _opt(bulk.get("p99_ms"), float),
+                    "alarm_p50_ms": _opt(alarm.get("p50_ms"), float),
+                    "alarm_p99_ms": _opt(alarm.get("p99_ms"), float),
+                }
+            )
+        return _json(
+            200,
+            {
+                "thing": thing,
+                "latest": {"time": iso(latest.time), "epoch": latest.time, "report": latest.doc},
+                "from": iso(start),
+                "to": iso(end),
+                "history": history,
+            },
+        )
+
+    # -- dashboard page ---------------------------------------------------------------------
+
+    def dashboard(self, params: Mapping[str, str], query: Mapping[str, str]) -> Response:
+        name = params.get("name") or "index.html"
+        ctype = _STATIC.get(name)
+        if ctype is None:
+            raise ApiError(f"no file {name}", status=404)
+        text = resources.files("cloud").joinpath("dashboard", name).read_text(encoding="utf-8")
+        return {
+            "statusCode": 200,
+            "headers": {"Content-Type": ctype, "Cache-Control": "no-cache"},
+            "body": text,
+        }
+
+
+def _body(event: Mapping[str, Any]) -> str | None:
+    """The request body as text (API Gateway base64-encodes binary bodies)."""
+    body = event.get("body")
+    if body is None or not event.get("isBase64Encoded"):
+        return None if body is None else str(body)
+    try:
+        return base64.b64decode(str(body)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad("request body is not UTF-8 JSON", "invalid_body") from exc
+
+
+def _iso_offset(t: int) -> str:
+    """ISO 8601 with an explicit UTC offset (the edge refuses naive times)."""
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat()
+
+
+def _sub(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``doc[key]`` when it is an object, else an empty one (reports are edge-supplied JSON)."""
+    value = doc.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _opt(value: Any, kind: type) -> Any:
+    """``value`` as ``kind`` when it is a number/bool of that sort, else None."""
+    if value is None or (isinstance(value, bool) and kind is not bool):
+        return None
+    if kind is bool:
+        return value if isinstance(value, bool) else None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return kind(value)
+    return None
+
+
+_NONE: frozenset[str] = frozenset()
 
 _ROUTES: tuple[_Route, ...] = (
-    _Route("GET", re.compile(r"/healthz"), ApiApp.healthz, auth=False),
+    _Route("GET", re.compile(r"/healthz"), ApiApp.healthz, auth=False, query=_NONE),
     _Route("GET", re.compile(r"/openapi\.yaml"), ApiApp.openapi, auth=False),
-    _Route("GET", re.compile(r"/v1/meters/(?P<meter>[^/]+)/latest"), ApiApp.latest),
-    _Route("GET", re.compile(r"/v1/meters/(?P<meter>[^/]+)/intervals"), ApiApp.intervals),
-    _Route("GET", re.compile(r"/v1/outages"), ApiApp.outages),
+    _Route("GET", re.compile(r"/v1/meters/(?P<meter>[^/]+)/latest"), ApiApp.latest, query=_NONE),
+    _Route(
+        "GET",
+        re.compile(r"/v1/meters/(?P<meter>[^/]+)/intervals"),
+        ApiApp.intervals,
+        query=frozenset({"from", "to", "channel"}),
+    ),
+    _Route("GET", re.compile(r"/v1/outages"), ApiApp.outages, query=frozenset({"state"})),
+    _Route("POST", re.compile(r"/v1/reads"), ApiApp.create_read, body=True, query=_NONE),
+    _Route("GET", re.compile(r"/v1/reads/(?P<rid>[^/]+)"), ApiApp.get_read, query=_NONE),
+    _Route("GET", re.compile(r"/v1/fleet"), ApiApp.fleet, query=_NONE),
+    _Route(
+        "GET",
+        re.compile(r"/v1/alarms"),
+        ApiApp.alarms,
+        query=frozenset({"from", "to", "kind", "meter", "limit"}),
+    ),
+    _Route(
+        "GET",
+        re.compile(r"/v1/anomalies"),
+        ApiApp.anomalies,
+        query=frozenset({"from", "to", "meter", "limit"}),
+    ),
+    _Route(
+        "GET",
+        re.compile(r"/v1/dcus/(?P<thing>[^/]+)/health"),
+        ApiApp.dcu_health,
+        query=frozenset({"from", "to", "limit"}),
+    ),
+    # Billing (cloud.billing) is wired here by the lead: GET /v1/billing/determinants.
+    _Route("GET", re.compile(r"/"), ApiApp.dashboard, auth=False),
+    _Route("GET", re.compile(r"/static/(?P<name>[^/]+)"), ApiApp.dashboard, auth=False),
 )
 
 
 def handle(event: Mapping[str, Any], context: Any = None) -> Response:
     """The Lambda-proxy entry point with stores from the environment (see cloud.lambda_handlers)."""
-    from cloud.lambda_handlers import api  # noqa: PLC0415 - lambda_handlers imports this module
+    from cloud.lambda_handlers import api
 
     return api(dict(event), context)

@@ -9,7 +9,7 @@ import secrets
 import signal
 import sys
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from edge_core.errors import ConfigError
 
@@ -61,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _serve_async(host: str, port: int, args: argparse.Namespace) -> int:
-    from cloud.local import run_local_stack  # noqa: PLC0415 - keep CLI registration free of heavy imports
+    from cloud.local import run_local_stack
 
     generated = not (args.api_key or os.environ.get("AMI_API_KEY"))
     api_key = args.api_key or os.environ.get("AMI_API_KEY") or secrets.token_urlsafe(16)
@@ -81,6 +81,9 @@ async def _serve_async(host: str, port: int, args: argparse.Namespace) -> int:
     print(f"API: {handle.api_url}", flush=True)
     if generated:  # a key the user chose is not echoed
         print(f"x-api-key: {api_key}", flush=True)
+        print(f"dashboard: {handle.api_url}/?key={quote(api_key)}", flush=True)
+    else:
+        print(f"dashboard: {handle.api_url}/ (asks for the key)", flush=True)
     try:
         await stop.wait()
     finally:
@@ -91,14 +94,14 @@ async def _serve_async(host: str, port: int, args: argparse.Namespace) -> int:
 
 
 def _template(args: argparse.Namespace) -> int:
-    from cloud.template import render  # noqa: PLC0415 - keep CLI registration free of heavy imports
+    from cloud.template import render
 
     sys.stdout.write(render(args.format))
     return 0
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from cloud.storage.local import open_local_stores  # noqa: PLC0415 - keep CLI registration free of heavy imports
+    from cloud.storage.local import open_local_stores
 
     stores, db = open_local_stores(args.data_dir)
     try:

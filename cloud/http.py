@@ -75,6 +75,13 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = _serve
     do_HEAD = _serve
 
+    def __getattr__(self, name: str) -> Any:
+        # any other method (PATCH, OPTIONS, TRACE, QUERY...) reaches the app, which answers
+        # 405 with an Allow header (http.server alone would answer 501)
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 

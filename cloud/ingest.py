@@ -35,7 +35,13 @@ per key: a meter id, or the concentrator's thing name for the concentrator itsel
 
 Alarms are at-least-once too: an alarm whose ``id`` was seen is skipped (the ids share the
 processed-batches table, prefixed ``alarm:``). Test alarms (``test: true``) never touch the
-table. Other types (phase, flapping, events) are ignored here; they reach the queues.
+table. Every non-test alarm is also put on the alarm timeline (:func:`cloud.events.record_alarm`).
+
+Each stored batch also tells the fleet table which concentrator (the batch's thing) reads each
+of its meters and the newest capture time: on-demand reads find a meter's thing there.
+
+Alarm types other than the power ones (phase, flapping, events) do not touch the outage table;
+they reach the queues and the timeline.
 """
 
 from __future__ import annotations
@@ -51,8 +57,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from cloud.events import record_alarm
 from cloud.registry import RatioLookup, channel_multiplier, parse_time, unit_name
-from cloud.storage.base import IntervalRow, LatestRead, Outage, Stores
+from cloud.storage.base import FleetEntry, IntervalRow, LatestRead, Outage, Stores
 from edge_core.errors import BatchFormatError, ConfigError
 
 __all__ = [
@@ -109,7 +116,7 @@ class AlarmResult:
 
 
 def _decode_default(payload: bytes) -> Any:
-    from edge_core.batch import decode_batch  # noqa: PLC0415 - the codec (zstandard) loads on the first batch
+    from edge_core.batch import decode_batch
 
     return decode_batch(payload)
 
@@ -170,7 +177,7 @@ class ScaledBatch:
 
     def table(self) -> Any:
         """A pyarrow Table in the lake schema (see cloud.storage.local.rows_to_table)."""
-        import pyarrow as pa  # noqa: PLC0415 - pyarrow is loaded only when Parquet is written
+        import pyarrow as pa
 
         n = len(self)
         return pa.table(
@@ -240,6 +247,11 @@ class Ingestor:
         self.stores.latest.update(
             LatestRead(r.meter, r.channel, r.capture_time, r.value, r.unit) for r in latest.values()
         )
+        if self.stores.fleet is not None and batch.thing:
+            newest: dict[str, int] = {}
+            for r in latest.values():
+                newest[r.meter] = max(newest.get(r.meter, r.capture_time), r.capture_time)
+            self.stores.fleet.touch(FleetEntry(m, batch.thing, t) for m, t in newest.items())
         self.stores.batches.add(
             batch_id,
             {
@@ -342,6 +354,7 @@ class Ingestor:
         meter = event.get("meter")
         meters = [str(m) for m in (event.get("meters") or []) if m]
         alarm_id = str(event.get("id") or "")
+        record_alarm(self.stores, event, clock=self.clock)  # the timeline has every type
         if kind not in ALARM_TYPES or event.get("test") is True:
             return AlarmResult("ignored", ())
         if alarm_id and self.stores.batches.contains(f"alarm:{alarm_id}"):

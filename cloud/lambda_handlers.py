@@ -1,4 +1,4 @@
-"""Lambda entry points named by the template: ``ingest``, ``alarm`` and ``api``.
+"""Lambda entry points named by the template: ``ingest``, ``alarm``, ``documents`` and ``api``.
 
 Each handler builds its stores once per container from the environment the template sets
 (``AMI_BACKEND=aws``: S3/SQS/DynamoDB named by ``AMI_*`` variables; ``AMI_BACKEND=local``:
@@ -12,14 +12,16 @@ import threading
 from typing import Any
 
 from cloud.api import ApiApp
+from cloud.events import DocumentIngestor
 from cloud.ingest import Ingestor
 from cloud.storage.base import Stores
 from edge_core.errors import ConfigError
 
-__all__ = ["alarm", "api", "ingest", "reset"]
+__all__ = ["alarm", "api", "documents", "ingest", "reset"]
 
 _lock = threading.Lock()
 _state: dict[str, Stores] = {}  # "stores": built once per Lambda container
+_publishers: dict[str, Any] = {}  # "publisher": the IoT data-plane client, once per container
 
 
 def _get_stores() -> Stores:
@@ -27,11 +29,11 @@ def _get_stores() -> Stores:
         if "stores" not in _state:
             backend = os.environ.get("AMI_BACKEND", "aws")
             if backend == "aws":
-                from cloud.storage.aws import aws_stores_from_env  # noqa: PLC0415 - keep CLI registration free of heavy imports
+                from cloud.storage.aws import aws_stores_from_env
 
                 _state["stores"] = aws_stores_from_env(os.environ)
             elif backend == "local":
-                from cloud.storage.local import open_local_stores  # noqa: PLC0415 - keep CLI registration free of heavy imports
+                from cloud.storage.local import open_local_stores
 
                 data_dir = os.environ.get("AMI_DATA_DIR", "cloud-data")
                 _state["stores"] = open_local_stores(data_dir)[0]
@@ -44,6 +46,7 @@ def reset(stores: Stores | None = None) -> None:
     """Replace (or forget) the cached stores; for tests and warm-container reconfiguration."""
     with _lock:
         _state.pop("stores", None)
+        _publishers.clear()
         if stores is not None:
             _state["stores"] = stores
 
@@ -58,6 +61,26 @@ def alarm(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     return Ingestor(_get_stores()).handle_alarm(event).to_dict()
 
 
+def documents(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """The ``ami_documents`` and ``ami_read_responses`` rules' Lambda action."""
+    return DocumentIngestor(_get_stores()).handle(event)
+
+
+def _publisher() -> Any:
+    with _lock:
+        if "publisher" not in _publishers:
+            from cloud.storage.aws import IotDataPublisher
+
+            _publishers["publisher"] = IotDataPublisher(os.environ.get("AMI_IOT_ENDPOINT") or None)
+        return _publishers["publisher"]
+
+
 def api(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """API Gateway proxy integration; the key is checked by API Gateway (ApiKeyRequired)."""
-    return ApiApp(_get_stores(), api_key=os.environ.get("AMI_API_KEY") or None).handle(event)
+    """API Gateway proxy integration; the key is checked by API Gateway (ApiKeyRequired).
+    Read commands are published through IoT Core's data plane (``AMI_IOT_ENDPOINT``)."""
+    publisher = _publisher() if os.environ.get("AMI_BACKEND", "aws") == "aws" else None
+    return ApiApp(
+        _get_stores(),
+        api_key=os.environ.get("AMI_API_KEY") or None,
+        publisher=None if publisher is None else publisher.publish,
+    ).handle(event)

@@ -6,34 +6,70 @@ IoT Core's part is played by :class:`~cloud.rules.RuleEngine`: one MQTT subscrip
 covering rule filter (:meth:`RuleEngine.topic_filters`, which refuses partial overlaps), and
 every rule runs on every message it matches, so each rule sees each message once. Actions run
 in a worker thread (:func:`asyncio.to_thread`) so SQLite and Parquet work never blocks the event
-loop; the stores serialise access with their own lock. An action that fails is logged and
-counted, and the other actions of the message still run (IoT Core runs actions independently).
+loop, one message at a time in arrival order (the stores serialise access with their own lock
+anyway, and ordered processing keeps an alarm ahead of its restore). An action that fails is
+logged and counted, and the other actions of the message still run (IoT Core runs actions
+independently).
 
-The API server runs in its own thread (:class:`~cloud.http.ApiServer`).
+The API server runs in its own thread (:class:`~cloud.http.ApiServer`). On-demand read
+commands (``POST /v1/reads``) are published on the stack's own MQTT connection: the HTTP thread
+hands the publish to the event loop (:func:`asyncio.run_coroutine_threadsafe`) and waits for the
+broker's acknowledgement, at most :data:`PUBLISH_TIMEOUT_S`. The same server serves the
+dashboard at ``/``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cloud.api import ApiApp
+from cloud.events import DocumentIngestor
 from cloud.http import ApiServer
 from cloud.ingest import Ingestor
 from cloud.registry import load_registry_file
 from cloud.rules import RULES, ActionInvocation, Rule, RuleEngine
 from cloud.storage.base import Stores
 from cloud.storage.local import SqliteDb, SqliteIntervalStore, open_local_stores
-from edge_core.errors import AmiError
+from edge_core.errors import AmiError, PublishError
 
-__all__ = ["LocalActions", "LocalStackHandle", "run_local_stack"]
+__all__ = [
+    "PUBLISH_TIMEOUT_S",
+    "LocalActions",
+    "LocalStackHandle",
+    "bus_publisher",
+    "run_local_stack",
+]
 
 log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 10.0  # longest wait of an API thread for a command's acknowledgement (s)
+
+
+def bus_publisher(
+    bus: Any, loop: asyncio.AbstractEventLoop, timeout_s: float = PUBLISH_TIMEOUT_S
+) -> Callable[[str, bytes], None]:
+    """A blocking ``publish(topic, payload)`` for threads other than ``loop``'s: QoS 1 on
+    ``bus``, returns once acknowledged; PublishError on failure or after ``timeout_s``."""
+
+    def publish(topic: str, payload: bytes) -> None:
+        fut = asyncio.run_coroutine_threadsafe(bus.publish(topic, payload, 1), loop)
+        try:
+            fut.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError as exc:
+            fut.cancel()
+            raise PublishError(f"no acknowledgement for {topic} in {timeout_s} s") from exc
+        except RuntimeError as exc:  # the loop is closed (stack shutting down)
+            raise PublishError(f"cannot publish {topic}: {exc}") from exc
+
+    return publish
 
 
 @dataclass(slots=True)
@@ -49,6 +85,7 @@ class LocalActions:
     def __init__(self, stores: Stores, ingestor: Ingestor) -> None:
         self.stores = stores
         self.ingestor = ingestor
+        self.documents = DocumentIngestor(stores)
         self.stats = ActionStats()
 
     def run(self, inv: ActionInvocation) -> Any:
@@ -82,6 +119,8 @@ class LocalActions:
             return self.ingestor.handle_event(event)
         if inv.target == "alarm":
             return self.ingestor.handle_alarm(event)
+        if inv.target == "documents":
+            return self.documents.handle(event)
         raise AmiError(f"no local function {inv.target!r}")
 
 
@@ -107,6 +146,7 @@ class LocalStackHandle:
         self.received = 0
         self.completed = 0
         self._closed = False
+        self._order = asyncio.Lock()
         self._compactor: asyncio.Task[None] | None = None
 
     @property
@@ -139,7 +179,10 @@ class LocalStackHandle:
     async def on_message(self, topic: str, payload: bytes) -> None:
         self.received += 1
         try:
-            await asyncio.to_thread(self._process, topic, payload)
+            # One message at a time, in arrival order (asyncio.Lock wakes waiters FIFO): an
+            # alarm and its restore, sent in that order, are applied in that order.
+            async with self._order:
+                await asyncio.to_thread(self._process, topic, payload)
         finally:
             self.completed += 1
 
@@ -200,8 +243,8 @@ async def run_local_stack(
     ``http_port`` 0 picks a free port; ``api_key`` None disables the key check. The lake is
     compacted every ``compact_every_s`` seconds (0: only at close) and at close.
     """
-    from edge_core.bus.mqtt import MqttBus  # noqa: PLC0415 - the MQTT stack (awscrt) loads only when the stack starts
-    from edge_core.bus.settings import MqttSettings  # noqa: PLC0415 - the MQTT stack (awscrt) loads only when the stack starts
+    from edge_core.bus.mqtt import MqttBus
+    from edge_core.bus.settings import MqttSettings
 
     stores, db = open_local_stores(data_dir)
     try:
@@ -209,15 +252,16 @@ async def run_local_stack(
             stores.registry.upsert(load_registry_file(registry))
         engine = RuleEngine(rules)
         actions = LocalActions(stores, Ingestor(stores))
-        server = ApiServer(ApiApp(stores, api_key=api_key).handle, http_port)
+        bus = MqttBus(
+            MqttSettings.from_url(
+                f"mqtt://{broker_host}:{broker_port}", client_id_prefix="ami-cloud-local"
+            )
+        )
+        publisher = bus_publisher(bus, asyncio.get_running_loop())
+        server = ApiServer(ApiApp(stores, api_key=api_key, publisher=publisher).handle, http_port)
     except BaseException:
         db.close()
         raise
-    bus = MqttBus(
-        MqttSettings.from_url(
-            f"mqtt://{broker_host}:{broker_port}", client_id_prefix="ami-cloud-local"
-        )
-    )
     handle = LocalStackHandle(
         bus, server=server, engine=engine, actions=actions, stores=stores, db=db
     )

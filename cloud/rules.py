@@ -18,6 +18,11 @@ Rules (thing = topic level 3):
   (a Lambda action cannot take a binary payload as is).
 * ``ami_alarms_oms``: every power alarm on ``alarm/ami/+/#`` goes to the ``oms`` queue and the
   alarm function (outage table).
+* ``ami_documents``: health snapshots, anomaly events and meter events (``dt/ami/+/health``,
+  ``anomaly``, ``events``) go to the documents function (:mod:`cloud.events`), which keeps what
+  the dashboard shows.
+* ``ami_read_responses``: on-demand read responses (``cmd/ami/+/read/res``) go to the documents
+  function, which completes the pending request of the same correlation id.
 * ``ami_events_revenue_protection``: tamper and security events (``dt/ami/+/events``, JSON, not
   test messages) go to the ``revenue-protection`` queue; they are archived by
   ``ami_raw_documents`` as well.
@@ -52,6 +57,7 @@ from edge_core.errors import ConfigError
 
 __all__ = [
     "BATCH_TYPES",
+    "DOCUMENT_TYPES",
     "INGEST_TYPES",
     "RULES",
     "SQL_VERSION",
@@ -69,6 +75,7 @@ log = logging.getLogger(__name__)
 BATCH_TYPES = ("interval", "daily", "ondemand", "diagnostic")
 INGEST_TYPES = ("interval", "daily", "ondemand")
 TAMPER_TYPES = ("tamper", "security")
+DOCUMENT_TYPES = ("health", "anomaly", "events")
 _DATE = "${parse_time('yyyy-MM-dd', timestamp(), 'UTC')}"
 
 
@@ -90,7 +97,8 @@ class SqsAction:
 
 @dataclass(frozen=True, slots=True)
 class LambdaAction:
-    """Invoke a handler of this package (``ingest`` or ``alarm``) with the selected document."""
+    """Invoke a handler of this package (``ingest``, ``alarm`` or ``documents``) with the
+    selected document."""
 
     function: str
     kind: Literal["lambda"] = "lambda"
@@ -186,6 +194,22 @@ RULES: tuple[Rule, ...] = (
         [SqsAction("oms"), LambdaAction("alarm")],
         payload="json",
         description="Every alarm to the outage management queue and the outage table.",
+    ),
+    Rule.define(
+        "ami_documents",
+        "SELECT *, topic() AS topic, topic(3) AS thing, timestamp() AS received_ms "
+        f"FROM 'dt/ami/+/#' WHERE topic(4) IN {_in(DOCUMENT_TYPES)}",
+        [LambdaAction("documents")],
+        payload="json",
+        description="Health, anomaly and meter event documents to the dashboard tables.",
+    ),
+    Rule.define(
+        "ami_read_responses",
+        "SELECT *, topic() AS topic, topic(3) AS thing, timestamp() AS received_ms "
+        "FROM 'cmd/ami/+/read/res'",
+        [LambdaAction("documents")],
+        payload="json",
+        description="On-demand read responses to the read request table (by correlation id).",
     ),
     Rule.define(
         "ami_events_revenue_protection",

@@ -4,7 +4,9 @@ The IoT rules are generated from :data:`cloud.rules.RULES` (the same objects the
 evaluator runs), each with ``AwsIotSqlVersion`` 2016-03-23 (CloudFormation would otherwise
 default to 2015-10-08, and cfn-lint does not warn). Every role allows only what its holder
 does: a rule role may put objects under ``raw/`` or send to its own queues; the ingest function
-reads/writes its tables and writes ``lake/`` and ``dead-letter/``; the API function only reads.
+reads/writes its tables and writes ``lake/`` and ``dead-letter/``; the documents function
+writes the dashboard tables and completes read requests; the API function reads, writes only
+read requests, and may publish only on ``cmd/ami/*/read/req``.
 
 Resource names are derived from the stack name, so two stacks can live in one account. The
 Lambda handlers are :mod:`cloud.lambda_handlers` (``ingest``, ``alarm``, ``api``), packaged as
@@ -29,6 +31,7 @@ FUNCTIONS = {
     "ingest": ("IngestFunction", "cloud.lambda_handlers.ingest"),
     "alarm": ("AlarmFunction", "cloud.lambda_handlers.alarm"),
     "api": ("ApiFunction", "cloud.lambda_handlers.api"),
+    "documents": ("DocumentsFunction", "cloud.lambda_handlers.documents"),
 }
 # logical id -> (environment variable, partition key, sort key or None)
 TABLES = {
@@ -37,7 +40,12 @@ TABLES = {
     "ProcessedBatchesTable": ("AMI_BATCHES_TABLE", ("batch_id", "S"), None),
     "OutagesTable": ("AMI_OUTAGES_TABLE", ("key", "S"), ("start", "N")),
     "RegistryTable": ("AMI_REGISTRY_TABLE", ("meter", "S"), ("valid_from", "N")),
+    "ReadRequestsTable": ("AMI_READS_TABLE", ("id", "S"), None),
+    "FleetTable": ("AMI_FLEET_TABLE", ("meter", "S"), None),
+    "EventsTable": ("AMI_EVENTS_TABLE", ("kind", "S"), ("sort", "S")),
+    "HealthTable": ("AMI_HEALTH_TABLE", ("thing", "S"), ("time", "N")),
 }
+_TTL_TABLES = ("ProcessedBatchesTable", "IntervalsTable", "ReadRequestsTable", "HealthTable")
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -108,6 +116,7 @@ def _function(key: str, role: str, timeout: int, memory: int) -> dict[str, Any]:
     env: dict[str, Any] = {var: _ref(tid) for tid, (var, _, _) in TABLES.items()}
     env["AMI_BACKEND"] = "aws"
     env["AMI_BUCKET"] = _ref("RawBucket")
+    env["AMI_IOT_ENDPOINT"] = _ref("IotDataEndpoint")
     return {
         "Type": "AWS::Lambda::Function",
         "DependsOn": [f"{logical}Logs"],
@@ -257,7 +266,7 @@ def _api_resources(res: dict[str, Any]) -> None:
         "Properties": {
             "RestApiId": _ref("RestApi"),
             "ResourceId": _ref("ApiProxyResource"),
-            "HttpMethod": "GET",
+            "HttpMethod": "ANY",
             "AuthorizationType": "NONE",
             "ApiKeyRequired": True,
             "Integration": integration,
@@ -305,7 +314,7 @@ def _api_resources(res: dict[str, Any]) -> None:
             "Principal": "apigateway.amazonaws.com",
             "SourceArn": {
                 "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:"
-                "${AWS::AccountId}:${RestApi}/*/GET/*"
+                "${AWS::AccountId}:${RestApi}/*/*/*"
             },
         },
     }
@@ -407,7 +416,7 @@ def build(rules: tuple[Rule, ...] = RULES) -> dict[str, Any]:
             },
         }
     for tid, (_, pk, sk) in TABLES.items():
-        res[tid] = _table(pk, sk, ttl=tid in ("ProcessedBatchesTable", "IntervalsTable"))
+        res[tid] = _table(pk, sk, ttl=tid in _TTL_TABLES)
 
     rw = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
     ro = ["dynamodb:GetItem", "dynamodb:Query"]
@@ -419,7 +428,12 @@ def build(rules: tuple[Rule, ...] = RULES) -> dict[str, Any]:
                     rw,
                     [
                         _table_arn(t)
-                        for t in ("LatestTable", "IntervalsTable", "ProcessedBatchesTable")
+                        for t in (
+                            "LatestTable",
+                            "IntervalsTable",
+                            "ProcessedBatchesTable",
+                            "FleetTable",
+                        )
                     ],
                 ),
                 _allow(ro, [_table_arn("RegistryTable")]),
@@ -435,15 +449,42 @@ def build(rules: tuple[Rule, ...] = RULES) -> dict[str, Any]:
                 _allow(
                     ["dynamodb:GetItem", "dynamodb:PutItem"], [_table_arn("ProcessedBatchesTable")]
                 ),
+                _allow(["dynamodb:PutItem"], [_table_arn("EventsTable")]),
+            ],
+        ),
+        "DocumentsRole": (
+            "documents",
+            [
+                _allow(
+                    rw,
+                    [_table_arn(t) for t in ("ReadRequestsTable", "EventsTable", "HealthTable")],
+                ),
             ],
         ),
         "ApiRole": (
             "api",
             [
                 _allow(
-                    ro, [_table_arn(t) for t in ("LatestTable", "IntervalsTable", "RegistryTable")]
+                    ro,
+                    [
+                        _table_arn(t)
+                        for t in ("LatestTable", "IntervalsTable", "EventsTable", "HealthTable")
+                    ],
                 ),
-                _allow([*ro, "dynamodb:Scan"], [_table_arn("OutagesTable")]),
+                _allow(
+                    [*ro, "dynamodb:Scan"],
+                    [_table_arn(t) for t in ("OutagesTable", "RegistryTable", "FleetTable")],
+                ),
+                _allow(rw, [_table_arn("ReadRequestsTable")]),
+                _allow(
+                    ["iot:Publish"],
+                    [
+                        {
+                            "Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:"
+                            "${AWS::AccountId}:topic/cmd/ami/*/read/req"
+                        }
+                    ],
+                ),
             ],
         ),
     }
@@ -459,6 +500,7 @@ def build(rules: tuple[Rule, ...] = RULES) -> dict[str, Any]:
     res["IngestFunction"] = _function("ingest", "IngestRole", 60, 1024)
     res["AlarmFunction"] = _function("alarm", "AlarmRole", 10, 256)
     res["ApiFunction"] = _function("api", "ApiRole", 10, 512)
+    res["DocumentsFunction"] = _function("documents", "DocumentsRole", 10, 256)
     for rule in rules:
         _rule_resources(rule, res)
     _glue_resources(res)
@@ -470,6 +512,13 @@ def build(rules: tuple[Rule, ...] = RULES) -> dict[str, Any]:
         "Parameters": {
             "CodeBucket": {"Type": "String", "Description": "bucket of the Lambda zip"},
             "CodeKey": {"Type": "String", "Description": "key of the Lambda zip"},
+            "IotDataEndpoint": {
+                "Type": "String",
+                "Default": "",
+                "Description": "IoT data endpoint host (aws iot describe-endpoint "
+                "--endpoint-type iot:Data-ATS) the API publishes read commands to; empty: "
+                "the SDK default",
+            },
         },
         "Resources": res,
         "Outputs": {
@@ -491,7 +540,7 @@ def render(fmt: str = "yaml", rules: tuple[Rule, ...] = RULES) -> str:
     if fmt == "json":
         return json.dumps(doc, indent=2) + "\n"
     if fmt == "yaml":
-        import yaml  # noqa: PLC0415 - PyYAML is needed only for YAML output
+        import yaml
 
         class _NoAliases(yaml.SafeDumper):
             def ignore_aliases(self, data: Any) -> bool:

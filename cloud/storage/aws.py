@@ -12,6 +12,9 @@ Theory of operation
 * Lake: the rows a batch newly stored are written as one Parquet object
   ``lake/intervals/year=/month=/day=/<batch id>.parquet`` per capture day, so Athena over the
   Glue table sees each key once and a replay overwrites instead of duplicating.
+* Dashboard tables: read requests by id (conditional update pending -> final), the fleet by
+  meter, events by (kind, zero-padded time#id) so a time window is one query, health by
+  (thing, time). Read commands go out through the IoT data plane (:class:`IotDataPublisher`).
 * Numbers go to DynamoDB as Decimal (through ``str``, so 0.1 stays 0.1).
 """
 
@@ -27,32 +30,43 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from cloud.storage.base import (
+    EventRecord,
+    FleetEntry,
+    HealthReport,
     IntervalRow,
     LatestRead,
     MeterRecord,
     ObjectStore,
     Outage,
+    ReadRequestRecord,
     StorageError,
     Stores,
 )
 
 __all__ = [
+    "DynamoEventStore",
+    "DynamoFleet",
+    "DynamoHealthStore",
     "DynamoIntervalStore",
     "DynamoLatestTable",
     "DynamoOutageStore",
     "DynamoProcessedBatches",
+    "DynamoReadRequests",
     "DynamoRegistry",
+    "IotDataPublisher",
     "S3ObjectStore",
     "SqsQueue",
     "aws_stores_from_env",
 ]
 
 BATCH_TTL_S = 90 * 86400  # processed-batch ids are kept this long (s)
+READ_TTL_S = 30 * 86400  # on-demand read requests are kept this long (s)
+HEALTH_TTL_S = 90 * 86400  # health reports are kept this long (s)
 
 
 @contextlib.contextmanager
 def _boto(what: str) -> Iterator[None]:
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - boto3 is loaded only when an AWS store is built
+    from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         yield
@@ -61,14 +75,14 @@ def _boto(what: str) -> Iterator[None]:
 
 
 def _boto_errors() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - boto3 is loaded only when an AWS store is built
+    from botocore.exceptions import BotoCoreError, ClientError
 
     return (ClientError, BotoCoreError)
 
 
 def _conditional_failed(exc: Exception) -> bool:
     """True for DynamoDB's ConditionalCheckFailedException (an expected outcome here)."""
-    from botocore.exceptions import ClientError  # noqa: PLC0415 - boto3 is loaded only when an AWS store is built
+    from botocore.exceptions import ClientError
 
     return (
         isinstance(exc, ClientError)
@@ -81,13 +95,13 @@ def _dec(v: float) -> Decimal:
 
 
 def _resource(service: str, session: Any = None) -> Any:
-    import boto3  # noqa: PLC0415 - boto3 is loaded only when an AWS store is built
+    import boto3
 
     return (session or boto3).resource(service)
 
 
 def _client(service: str, session: Any = None) -> Any:
-    import boto3  # noqa: PLC0415 - boto3 is loaded only when an AWS store is built
+    import boto3
 
     return (session or boto3).client(service)
 
@@ -169,7 +183,7 @@ class DynamoLatestTable:
                 raise StorageError(f"dynamodb latest put: {exc}") from exc
 
     def get(self, meter: str) -> dict[str, LatestRead]:
-        from boto3.dynamodb.conditions import Key  # noqa: PLC0415 - boto3 is loaded only when an AWS store is built
+        from boto3.dynamodb.conditions import Key
 
         with _boto("dynamodb latest query"):
             items = self.table.query(KeyConditionExpression=Key("meter").eq(meter))["Items"]
@@ -231,9 +245,9 @@ class DynamoIntervalStore:
         return len(stored)
 
     def _write_lake(self, rows: Sequence[IntervalRow]) -> None:
-        import pyarrow.parquet as pq  # noqa: PLC0415 - pyarrow is loaded only when Parquet is written
+        import pyarrow.parquet as pq
 
-        from cloud.storage.local import LAKE_PREFIX, rows_to_table  # noqa: PLC0415 - keep CLI registration free of heavy imports
+        from cloud.storage.local import LAKE_PREFIX, rows_to_table
 
         assert self.lake is not None
         by_day: dict[tuple[int, int, int], list[IntervalRow]] = {}
@@ -257,7 +271,7 @@ class DynamoIntervalStore:
     def query(
         self, meter: str, start: int, end: int, channel: str | None = None
     ) -> list[IntervalRow]:
-        from boto3.dynamodb.conditions import Key  # noqa: PLC0415 - boto3 is loaded only when an AWS store is built
+        from boto3.dynamodb.conditions import Key
 
         out: list[IntervalRow] = []
         for ch in [channel] if channel is not None else self._channels(meter):
@@ -330,7 +344,7 @@ class DynamoOutageStore:
         )
 
     def open_outage(self, key: str) -> Outage | None:
-        from boto3.dynamodb.conditions import Attr, Key  # noqa: PLC0415 - boto3 is loaded only when an AWS store is built
+        from boto3.dynamodb.conditions import Attr, Key
 
         with _boto("dynamodb outage query"):
             items = self.table.query(
@@ -353,7 +367,7 @@ class DynamoOutageStore:
             self.table.put_item(Item=item)
 
     def list(self, state: Literal["current", "past"], limit: int = 1000) -> list[Outage]:
-        from boto3.dynamodb.conditions import Attr  # noqa: PLC0415 - boto3 is loaded only when an AWS store is built
+        from boto3.dynamodb.conditions import Attr
 
         cond = Attr("end").not_exists() if state == "current" else Attr("end").exists()
         items: list[Any] = []
@@ -374,7 +388,7 @@ class DynamoRegistry:
         self.table = (resource or _resource("dynamodb")).Table(table)
 
     def records(self, meter: str) -> list[MeterRecord]:
-        from boto3.dynamodb.conditions import Key  # noqa: PLC0415 - boto3 is loaded only when an AWS store is built
+        from boto3.dynamodb.conditions import Key
 
         with _boto("dynamodb registry query"):
             items = self.table.query(KeyConditionExpression=Key("meter").eq(meter))["Items"]
@@ -390,6 +404,9 @@ class DynamoRegistry:
             )
             for i in items
         ]
+
+    def meters(self) -> list[str]:
+        return sorted({i["meter"] for i in _scan(self.table)})
 
     def upsert(self, records: Iterable[MeterRecord]) -> None:
         with _boto("dynamodb registry put"), self.table.batch_writer() as w:
@@ -407,9 +424,265 @@ class DynamoRegistry:
                 w.put_item(Item=item)
 
 
+class DynamoReadRequests:
+    """Items id -> meter, thing, created, deadline, status, request/response (JSON strings);
+    ``expires`` (TTL) drops them :data:`READ_TTL_S` after creation."""
+
+    def __init__(self, table: str, *, resource: Any = None) -> None:
+        self.table = (resource or _resource("dynamodb")).Table(table)
+
+    def create(self, rec: ReadRequestRecord) -> None:
+        item: dict[str, Any] = {
+            "id": rec.id,
+            "meter": rec.meter,
+            "thing": rec.thing,
+            "created": rec.created,
+            "deadline": rec.deadline,
+            "status": rec.status,
+            "request": json.dumps(rec.request, sort_keys=True),
+            "expires": rec.created + READ_TTL_S,
+        }
+        if rec.response is not None:
+            item["response"] = json.dumps(rec.response, sort_keys=True)
+        if rec.completed is not None:
+            item["completed"] = rec.completed
+        with _boto("dynamodb read put"):
+            self.table.put_item(Item=item)
+
+    def get(self, rid: str) -> ReadRequestRecord | None:
+        with _boto("dynamodb read get"):
+            i = self.table.get_item(Key={"id": rid}).get("Item")
+        if i is None:
+            return None
+        return ReadRequestRecord(
+            i["id"],
+            i["meter"],
+            i["thing"],
+            int(i["created"]),
+            int(i["deadline"]),
+            i["status"],
+            json.loads(i["request"]),
+            json.loads(i["response"]) if i.get("response") else None,
+            None if i.get("completed") is None else int(i["completed"]),
+        )
+
+    def complete(
+        self, rid: str, status: str, response: Mapping[str, Any] | None, completed: int
+    ) -> bool:
+        # every attribute through a placeholder: status and response are reserved words
+        names = {"#i": "id", "#s": "status", "#c": "completed"}
+        values: dict[str, Any] = {":s": status, ":p": "pending", ":c": completed}
+        expr = "SET #s = :s, #c = :c"
+        if response is not None:
+            names["#r"] = "response"
+            expr += ", #r = :r"
+            values[":r"] = json.dumps(dict(response), sort_keys=True)
+        try:
+            self.table.update_item(
+                Key={"id": rid},
+                UpdateExpression=expr,
+                ConditionExpression="attribute_exists(#i) AND #s = :p",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except _boto_errors() as exc:
+            if _conditional_failed(exc):
+                return False
+            raise StorageError(f"dynamodb read update: {exc}") from exc
+        return True
+
+
+class DynamoFleet:
+    """Items meter -> thing, last_read; a put only replaces an older sighting."""
+
+    def __init__(self, table: str, *, resource: Any = None) -> None:
+        self.table = (resource or _resource("dynamodb")).Table(table)
+
+    def touch(self, entries: Iterable[FleetEntry]) -> None:
+        for e in entries:
+            try:
+                self.table.put_item(
+                    Item={"meter": e.meter, "thing": e.thing, "last_read": e.last_read},
+                    ConditionExpression="attribute_not_exists(meter) OR last_read <= :t",
+                    ExpressionAttributeValues={":t": e.last_read},
+                )
+            except _boto_errors() as exc:
+                if _conditional_failed(exc):
+                    continue
+                raise StorageError(f"dynamodb fleet put: {exc}") from exc
+
+    def get(self, meter: str) -> FleetEntry | None:
+        with _boto("dynamodb fleet get"):
+            i = self.table.get_item(Key={"meter": meter}).get("Item")
+        return None if i is None else FleetEntry(i["meter"], i["thing"], int(i["last_read"]))
+
+    def list(self) -> list[FleetEntry]:
+        out = [FleetEntry(i["meter"], i["thing"], int(i["last_read"])) for i in _scan(self.table)]
+        return sorted(out, key=lambda e: e.meter)
+
+
+class DynamoEventStore:
+    """Partition key ``kind``, sort key ``sort`` = zero-padded time ``#`` id: a time range is
+    one key-condition query, and the same id (whose time is part of its identity) maps to the
+    same key, so ``attribute_not_exists`` is the dedupe."""
+
+    def __init__(self, table: str, *, resource: Any = None) -> None:
+        self.table = (resource or _resource("dynamodb")).Table(table)
+
+    @staticmethod
+    def _sort(t: int, rid: str = "") -> str:
+        return f"{max(t, 0):012d}#{rid}"
+
+    def put(self, rec: EventRecord) -> bool:
+        item: dict[str, Any] = {
+            "kind": rec.kind,
+            "sort": self._sort(rec.time, rec.id),
+            "id": rec.id,
+            "thing": rec.thing,
+            "meter": rec.meter,
+            "time": rec.time,
+            "type": rec.type,
+            "doc": json.dumps(rec.doc, sort_keys=True),
+        }
+        if rec.score is not None:
+            item["score"] = _dec(rec.score)
+        try:
+            self.table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(#k)",
+                ExpressionAttributeNames={"#k": "kind"},
+            )
+        except _boto_errors() as exc:
+            if _conditional_failed(exc):
+                return False
+            raise StorageError(f"dynamodb event put: {exc}") from exc
+        return True
+
+    def _query(self, kind: str, start: int, end: int) -> list[Any]:
+        from boto3.dynamodb.conditions import Key
+
+        cond = Key("kind").eq(kind) & Key("sort").between(
+            self._sort(start), self._sort(max(end - 1, 0), "\U0010ffff")
+        )
+        items: list[Any] = []
+        kwargs: dict[str, Any] = {"KeyConditionExpression": cond}
+        with _boto("dynamodb event query"):
+            while True:
+                page = self.table.query(**kwargs)
+                items.extend(page["Items"])
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return items
+
+    def list(
+        self,
+        kinds: Sequence[str],
+        start: int,
+        end: int,
+        *,
+        meter: str | None = None,
+        limit: int = 1000,
+    ) -> list[EventRecord]:
+        out = [
+            EventRecord(
+                i["id"],
+                i["kind"],
+                i["thing"],
+                i["meter"],
+                int(i["time"]),
+                i["type"],
+                None if i.get("score") is None else float(i["score"]),
+                json.loads(i["doc"]),
+            )
+            for kind in kinds
+            for i in self._query(kind, start, end)
+            if meter is None or i["meter"] == meter
+        ]
+        out.sort(key=lambda r: (r.time, r.id))
+        return out[:limit]
+
+    def counts(self, kind: str, since: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in self._query(kind, since, 10**12):
+            out[i["meter"]] = out.get(i["meter"], 0) + 1
+        return out
+
+
+class DynamoHealthStore:
+    """Items (thing, time) -> doc (JSON string), dropped :data:`HEALTH_TTL_S` after the report."""
+
+    def __init__(self, table: str, *, resource: Any = None) -> None:
+        self.table = (resource or _resource("dynamodb")).Table(table)
+
+    def put(self, report: HealthReport) -> None:
+        with _boto("dynamodb health put"):
+            self.table.put_item(
+                Item={
+                    "thing": report.thing,
+                    "time": report.time,
+                    "doc": json.dumps(report.doc, sort_keys=True),
+                    "expires": report.time + HEALTH_TTL_S,
+                }
+            )
+
+    def _page(self, cond: Any, limit: int) -> list[HealthReport]:
+        with _boto("dynamodb health query"):
+            items = self.table.query(
+                KeyConditionExpression=cond, ScanIndexForward=False, Limit=limit
+            )["Items"]
+        return [HealthReport(i["thing"], int(i["time"]), json.loads(i["doc"])) for i in items]
+
+    def latest(self, thing: str) -> HealthReport | None:
+        from boto3.dynamodb.conditions import Key
+
+        got = self._page(Key("thing").eq(thing), 1)
+        return got[0] if got else None
+
+    def history(self, thing: str, start: int, end: int, limit: int = 2000) -> list[HealthReport]:
+        from boto3.dynamodb.conditions import Key
+
+        cond = Key("thing").eq(thing) & Key("time").between(start, end - 1)
+        return list(reversed(self._page(cond, limit)))
+
+
+def _scan(table: Any) -> list[Any]:
+    items: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    with _boto("dynamodb scan"):
+        while True:
+            page = table.scan(**kwargs)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return items
+
+
+class IotDataPublisher:
+    """Publishes read commands through the IoT data plane (QoS 1). ``endpoint`` is the
+    account's data endpoint host (``iot:Data-ATS``); None uses the SDK default."""
+
+    def __init__(self, endpoint: str | None = None, *, client: Any = None) -> None:
+        if client is None:
+            import boto3
+
+            url = (
+                None
+                if not endpoint
+                else (endpoint if endpoint.startswith("https://") else f"https://{endpoint}")
+            )
+            client = boto3.client("iot-data", endpoint_url=url)
+        self.client = client
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        with _boto(f"iot-data publish {topic}"):
+            self.client.publish(topic=topic, qos=1, payload=payload)
+
+
 def aws_stores_from_env(env: Mapping[str, str]) -> Stores:
     """The stores of a Lambda function, named by the template's environment variables."""
-    from edge_core.errors import ConfigError  # noqa: PLC0415 - error tree
+    from edge_core.errors import ConfigError
 
     def need(name: str) -> str:
         if not env.get(name):
@@ -425,4 +698,9 @@ def aws_stores_from_env(env: Mapping[str, str]) -> Stores:
         batches=DynamoProcessedBatches(need("AMI_BATCHES_TABLE")),
         outages=DynamoOutageStore(need("AMI_OUTAGES_TABLE")),
         registry=DynamoRegistry(need("AMI_REGISTRY_TABLE")),
+        # Stacks created before these tables existed run without them (the endpoints say 501).
+        reads=DynamoReadRequests(env["AMI_READS_TABLE"]) if env.get("AMI_READS_TABLE") else None,
+        fleet=DynamoFleet(env["AMI_FLEET_TABLE"]) if env.get("AMI_FLEET_TABLE") else None,
+        events=DynamoEventStore(env["AMI_EVENTS_TABLE"]) if env.get("AMI_EVENTS_TABLE") else None,
+        health=DynamoHealthStore(env["AMI_HEALTH_TABLE"]) if env.get("AMI_HEALTH_TABLE") else None,
     )

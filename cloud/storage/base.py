@@ -8,12 +8,19 @@ DynamoDB. Times are UTC epoch seconds; values are physical (scaled, CT x PT appl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from edge_core.errors import AmiError
 
 __all__ = [
+    "READ_STATUSES",
+    "EventRecord",
+    "EventStore",
+    "FleetEntry",
+    "FleetStore",
+    "HealthReport",
+    "HealthStore",
     "IntervalRow",
     "IntervalStore",
     "LatestRead",
@@ -24,6 +31,8 @@ __all__ = [
     "OutageStore",
     "ProcessedBatches",
     "Queue",
+    "ReadRequestRecord",
+    "ReadRequestStore",
     "Registry",
     "StorageError",
     "Stores",
@@ -212,6 +221,121 @@ class Registry(Protocol):
 
     def upsert(self, records: Iterable[MeterRecord]) -> None: ...
 
+    def meters(self) -> list[str]:
+        """Every meter id with at least one record, sorted."""
+        ...
+
+
+READ_STATUSES = ("pending", "done", "error", "timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequestRecord:
+    """One on-demand read: the command sent to ``thing`` and, once answered, its response.
+
+    ``status`` is pending until the response arrives (done or error, from the edge's status
+    field) or ``deadline`` passes without one (timeout). ``request`` is the command document
+    published on ``cmd/ami/{thing}/read/req``; ``response`` the edge's answer, verbatim.
+    """
+
+    id: str
+    meter: str
+    thing: str
+    created: int
+    deadline: int
+    status: str
+    request: dict[str, Any]
+    response: dict[str, Any] | None = None
+    completed: int | None = None
+
+
+class ReadRequestStore(Protocol):
+    def create(self, rec: ReadRequestRecord) -> None: ...
+
+    def get(self, rid: str) -> ReadRequestRecord | None: ...
+
+    def complete(
+        self, rid: str, status: str, response: Mapping[str, Any] | None, completed: int
+    ) -> bool:
+        """Move a *pending* request to ``status``; False if unknown or no longer pending."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FleetEntry:
+    """What ingest has seen of a meter: the concentrator (thing) whose batches carry it and
+    the newest capture time among them (UTC epoch s)."""
+
+    meter: str
+    thing: str
+    last_read: int
+
+
+class FleetStore(Protocol):
+    def touch(self, entries: Iterable[FleetEntry]) -> None:
+        """Record sightings; per meter the newest ``last_read`` wins, with its thing."""
+
+    def get(self, meter: str) -> FleetEntry | None: ...
+
+    def list(self) -> list[FleetEntry]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A timeline entry: an alarm (``alarm/ami/+/#``), a meter event (``dt/ami/+/events``) or an
+    anomaly (``dt/ami/+/anomaly``). ``type`` is the alarm/event type or the anomaly kind;
+    ``score`` is set for anomalies; ``doc`` is the message as received."""
+
+    id: str
+    kind: str
+    thing: str
+    meter: str
+    time: int
+    type: str
+    score: float | None = None
+    doc: dict[str, Any] = field(default_factory=dict)
+
+
+class EventStore(Protocol):
+    def put(self, rec: EventRecord) -> bool:
+        """Store once per id; False when the id was already stored."""
+        ...
+
+    def list(
+        self,
+        kinds: Sequence[str],
+        start: int,
+        end: int,
+        *,
+        meter: str | None = None,
+        limit: int = 1000,
+    ) -> list[EventRecord]:
+        """Records of ``kinds`` with ``start <= time < end``, oldest first, at most ``limit``."""
+        ...
+
+    def counts(self, kind: str, since: int) -> dict[str, int]:
+        """Records of ``kind`` per meter with ``time >= since``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """One health snapshot of a concentrator's uplink (edge_core.health.Health.snapshot)."""
+
+    thing: str
+    time: int
+    doc: dict[str, Any]
+
+
+class HealthStore(Protocol):
+    def put(self, report: HealthReport) -> None: ...
+
+    def latest(self, thing: str) -> HealthReport | None: ...
+
+    def history(self, thing: str, start: int, end: int, limit: int = 2000) -> list[HealthReport]:
+        """Reports with ``start <= time < end``, oldest first (the newest ``limit`` of them)."""
+        ...
+
 
 @dataclass(slots=True)
 class Stores:
@@ -224,3 +348,9 @@ class Stores:
     batches: ProcessedBatches
     outages: OutageStore
     registry: Registry
+    # Stores of on-demand reads and the dashboard (None: the deployment does not have them;
+    # the endpoints that need one answer 501).
+    reads: ReadRequestStore | None = None
+    fleet: FleetStore | None = None
+    events: EventStore | None = None
+    health: HealthStore | None = None

@@ -14,6 +14,8 @@ Theory of operation
   is idempotent, so compaction can rerun after late or duplicate data. DuckDB queries the lake
   with the same SQL Athena runs over the Glue table (:func:`query_lake`). Raw batches land as
   objects first (the S3 rule action), so the lake can always be rebuilt.
+* The same database holds what on-demand reads and the dashboard need: read requests, the
+  fleet (meter -> concentrator, newest capture), alarms/events/anomalies, health snapshots.
 * SQLite connections are shared between the MQTT handler thread and HTTP server threads under one
   lock; every statement is short.
 """
@@ -32,10 +34,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cloud.storage.base import (
+    EventRecord,
+    FleetEntry,
+    HealthReport,
     IntervalRow,
     LatestRead,
     MeterRecord,
     Outage,
+    ReadRequestRecord,
     StorageError,
     Stores,
 )
@@ -44,11 +50,15 @@ from edge_core.errors import ConfigError
 __all__ = [
     "LocalObjectStore",
     "SqliteDb",
+    "SqliteEventStore",
+    "SqliteFleet",
+    "SqliteHealthStore",
     "SqliteIntervalStore",
     "SqliteLatestTable",
     "SqliteOutageStore",
     "SqliteProcessedBatches",
     "SqliteQueue",
+    "SqliteReadRequests",
     "SqliteRegistry",
     "StorageError",
     "lake_path",
@@ -121,6 +131,18 @@ CREATE TABLE IF NOT EXISTS intervals (
     scaler INTEGER NOT NULL, multiplier REAL NOT NULL, data_class INTEGER NOT NULL,
     batch_id TEXT NOT NULL, PRIMARY KEY (meter, channel, capture_time)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS intervals_time ON intervals (capture_time);
+CREATE TABLE IF NOT EXISTS read_requests (
+    id TEXT PRIMARY KEY, meter TEXT NOT NULL, thing TEXT NOT NULL, created INTEGER NOT NULL,
+    deadline INTEGER NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL, response TEXT,
+    completed INTEGER);
+CREATE TABLE IF NOT EXISTS fleet (
+    meter TEXT PRIMARY KEY, thing TEXT NOT NULL, last_read INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, thing TEXT NOT NULL, meter TEXT NOT NULL,
+    time INTEGER NOT NULL, type TEXT NOT NULL, score REAL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_time ON events (kind, time);
+CREATE TABLE IF NOT EXISTS health (
+    thing TEXT NOT NULL, time INTEGER NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (thing, time));
 """
 
 
@@ -260,6 +282,11 @@ class SqliteRegistry:
             ).fetchall()
         return [MeterRecord(*r) for r in rows]
 
+    def meters(self) -> list[str]:
+        with self.db.tx() as c:
+            rows = c.execute("SELECT DISTINCT meter FROM meters ORDER BY meter").fetchall()
+        return [r[0] for r in rows]
+
     def upsert(self, records: Iterable[MeterRecord]) -> None:
         with self.db.tx() as c:
             c.executemany(
@@ -271,6 +298,187 @@ class SqliteRegistry:
                     for r in records
                 ],
             )
+
+
+class SqliteReadRequests:
+    """On-demand read requests (id -> request, status, response)."""
+
+    _COLS = "id, meter, thing, created, deadline, status, request, response, completed"
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    def create(self, rec: ReadRequestRecord) -> None:
+        with self.db.tx() as c:
+            c.execute(
+                f"INSERT INTO read_requests ({self._COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec.id,
+                    rec.meter,
+                    rec.thing,
+                    rec.created,
+                    rec.deadline,
+                    rec.status,
+                    json.dumps(rec.request, sort_keys=True),
+                    None if rec.response is None else json.dumps(rec.response, sort_keys=True),
+                    rec.completed,
+                ),
+            )
+
+    def get(self, rid: str) -> ReadRequestRecord | None:
+        with self.db.tx() as c:
+            row = c.execute(
+                f"SELECT {self._COLS} FROM read_requests WHERE id = ?", (rid,)
+            ).fetchone()
+        if row is None:
+            return None
+        return ReadRequestRecord(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            json.loads(row[6]),
+            None if row[7] is None else json.loads(row[7]),
+            row[8],
+        )
+
+    def complete(
+        self, rid: str, status: str, response: Mapping[str, Any] | None, completed: int
+    ) -> bool:
+        with self.db.tx() as c:
+            cur = c.execute(
+                "UPDATE read_requests SET status = ?, response = ?, completed = ? "
+                "WHERE id = ? AND status = 'pending'",
+                (
+                    status,
+                    None if response is None else json.dumps(dict(response), sort_keys=True),
+                    completed,
+                    rid,
+                ),
+            )
+        return cur.rowcount == 1
+
+
+class SqliteFleet:
+    """Meter -> concentrator and newest capture time, as seen by ingest."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    def touch(self, entries: Iterable[FleetEntry]) -> None:
+        with self.db.tx() as c:
+            c.executemany(
+                "INSERT INTO fleet (meter, thing, last_read) VALUES (?, ?, ?) "
+                "ON CONFLICT (meter) DO UPDATE SET thing = excluded.thing, "
+                "last_read = excluded.last_read WHERE excluded.last_read >= fleet.last_read",
+                [(e.meter, e.thing, e.last_read) for e in entries],
+            )
+
+    def get(self, meter: str) -> FleetEntry | None:
+        with self.db.tx() as c:
+            row = c.execute(
+                "SELECT meter, thing, last_read FROM fleet WHERE meter = ?", (meter,)
+            ).fetchone()
+        return None if row is None else FleetEntry(*row)
+
+    def list(self) -> list[FleetEntry]:
+        with self.db.tx() as c:
+            rows = c.execute("SELECT meter, thing, last_read FROM fleet ORDER BY meter").fetchall()
+        return [FleetEntry(*r) for r in rows]
+
+
+class SqliteEventStore:
+    """Alarms, meter events and anomalies (one table, ``kind`` tells them apart)."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    def put(self, rec: EventRecord) -> bool:
+        with self.db.tx() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO events (id, kind, thing, meter, time, type, score, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec.id,
+                    rec.kind,
+                    rec.thing,
+                    rec.meter,
+                    rec.time,
+                    rec.type,
+                    rec.score,
+                    json.dumps(rec.doc, sort_keys=True),
+                ),
+            )
+        return cur.rowcount == 1
+
+    def list(
+        self,
+        kinds: Sequence[str],
+        start: int,
+        end: int,
+        *,
+        meter: str | None = None,
+        limit: int = 1000,
+    ) -> list[EventRecord]:
+        if not kinds:
+            return []
+        marks = ", ".join("?" for _ in kinds)
+        sql = (
+            "SELECT id, kind, thing, meter, time, type, score, doc FROM events "
+            f"WHERE kind IN ({marks}) AND time >= ? AND time < ?"
+        )
+        args: list[Any] = [*kinds, start, end]
+        if meter is not None:
+            sql += " AND meter = ?"
+            args.append(meter)
+        sql += " ORDER BY time, id LIMIT ?"
+        args.append(limit)
+        with self.db.tx() as c:
+            rows = c.execute(sql, args).fetchall()
+        return [
+            EventRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows
+        ]
+
+    def counts(self, kind: str, since: int) -> dict[str, int]:
+        with self.db.tx() as c:
+            rows = c.execute(
+                "SELECT meter, COUNT(*) FROM events WHERE kind = ? AND time >= ? GROUP BY meter",
+                (kind, since),
+            ).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+
+class SqliteHealthStore:
+    """Health snapshots per concentrator, keyed by (thing, report time)."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.db = db
+
+    def put(self, report: HealthReport) -> None:
+        with self.db.tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO health (thing, time, doc) VALUES (?, ?, ?)",
+                (report.thing, report.time, json.dumps(report.doc, sort_keys=True)),
+            )
+
+    def latest(self, thing: str) -> HealthReport | None:
+        with self.db.tx() as c:
+            row = c.execute(
+                "SELECT thing, time, doc FROM health WHERE thing = ? ORDER BY time DESC LIMIT 1",
+                (thing,),
+            ).fetchone()
+        return None if row is None else HealthReport(row[0], row[1], json.loads(row[2]))
+
+    def history(self, thing: str, start: int, end: int, limit: int = 2000) -> list[HealthReport]:
+        with self.db.tx() as c:
+            rows = c.execute(
+                "SELECT thing, time, doc FROM health WHERE thing = ? AND time >= ? AND time < ? "
+                "ORDER BY time DESC LIMIT ?",
+                (thing, start, end, limit),
+            ).fetchall()
+        return [HealthReport(r[0], r[1], json.loads(r[2])) for r in reversed(rows)]
 
 
 _ROW_COLS = (
@@ -352,8 +560,8 @@ class SqliteIntervalStore:
 
     def compact_day(self, day: datetime) -> str | None:
         """Write the day's rows (UTC) to the lake; returns the object key, None if no rows."""
-        import pyarrow as pa  # noqa: PLC0415 - pyarrow is loaded only when Parquet is written
-        import pyarrow.parquet as pq  # noqa: PLC0415 - pyarrow is loaded only when Parquet is written
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
         start = int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
         with self.db.tx() as c:
@@ -404,7 +612,7 @@ class SqliteIntervalStore:
 
 def rows_to_table(rows: Sequence[IntervalRow]) -> Any:
     """A pyarrow Table of interval rows (the lake schema, also used by the AWS store)."""
-    import pyarrow as pa  # noqa: PLC0415 - pyarrow is loaded only when Parquet is written
+    import pyarrow as pa
 
     return pa.table(
         {
@@ -428,7 +636,7 @@ def query_lake(objects_root: Path, sql: str, params: Sequence[Any] = ()) -> list
 
     The same statement runs on Athena against the Glue table ``intervals``.
     """
-    import duckdb  # noqa: PLC0415 - duckdb is loaded only for lake queries
+    import duckdb
 
     glob = (Path(objects_root) / LAKE_PREFIX / "**" / "*.parquet").as_posix()
     con = duckdb.connect()
@@ -461,5 +669,9 @@ def open_local_stores(data_dir: Path | str) -> tuple[Stores, SqliteDb]:
         batches=SqliteProcessedBatches(db),
         outages=SqliteOutageStore(db),
         registry=SqliteRegistry(db),
+        reads=SqliteReadRequests(db),
+        fleet=SqliteFleet(db),
+        events=SqliteEventStore(db),
+        health=SqliteHealthStore(db),
     )
     return stores, db

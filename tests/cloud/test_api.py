@@ -74,8 +74,11 @@ def test_latest_and_unknown_meter(app: ApiApp) -> None:
     assert ch["value"] == pytest.approx(1049 / 10 * 4000)
     # registered but without data: 200 and empty
     assert body(app.handle(ev("/v1/meters/m-direct/latest")))["channels"] == {}
-    for path in ("/v1/meters/nope/latest", "/v1/meters/nope/intervals"):
-        resp = app.handle(ev(path, {"from": "2024-03-01", "to": "2024-03-02"}))
+    for path, query in (
+        ("/v1/meters/nope/latest", None),
+        ("/v1/meters/nope/intervals", {"from": "2024-03-01", "to": "2024-03-02"}),
+    ):
+        resp = app.handle(ev(path, query))
         assert resp["statusCode"] == 404
         assert body(resp)["error"]["code"] == "unknown_meter"
 
@@ -123,6 +126,12 @@ def test_openapi_document_lists_every_route(app: ApiApp) -> None:
         "/healthz",
         "/v1/meters/{meter}/latest",
         "/v1/meters/{meter}/intervals",
+        "/v1/reads",
+        "/v1/reads/{id}",
+        "/v1/fleet",
+        "/v1/alarms",
+        "/v1/anomalies",
+        "/v1/dcus/{thing}/health",
         "/v1/outages",
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,13 +14,21 @@ import pytest
 boto3 = pytest.importorskip("boto3")
 moto = pytest.importorskip("moto")
 
-from cloud import lambda_handlers  # noqa: E402
-from cloud.ingest import Ingestor  # noqa: E402
-from cloud.storage.aws import aws_stores_from_env  # noqa: E402
-from cloud.storage.base import LatestRead, Outage, Stores  # noqa: E402
-from cloud.template import TABLES  # noqa: E402
+from cloud import lambda_handlers
+from cloud.ingest import Ingestor
+from cloud.storage.aws import aws_stores_from_env
+from cloud.storage.base import (
+    EventRecord,
+    FleetEntry,
+    HealthReport,
+    LatestRead,
+    Outage,
+    ReadRequestRecord,
+    Stores,
+)
+from cloud.template import TABLES
 
-from .conftest import ENERGY, T0, batch_bytes, readings, registry_records  # noqa: E402
+from .conftest import ENERGY, T0, batch_bytes, readings, registry_records
 
 
 @pytest.fixture
@@ -125,3 +134,81 @@ def test_lambda_handlers_run_the_same_code(aws: Stores) -> None:
     resp = lambda_handlers.api({"httpMethod": "GET", "path": "/v1/meters/m-direct/latest"})
     assert resp["statusCode"] == 200
     assert '"1.0.1.8.0.255"' in resp["body"]
+
+
+def _published() -> list[tuple[str, bytes]]:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iotdata.models import iotdata_backends
+
+    return list(iotdata_backends[DEFAULT_ACCOUNT_ID]["eu-west-1"].published_payloads)
+
+
+def test_dashboard_tables_on_dynamodb(aws: Stores) -> None:
+    assert aws.reads is not None
+    assert aws.fleet is not None
+    assert aws.events is not None
+    assert aws.health is not None
+    rec = ReadRequestRecord("r1", "m", "dcu", 100, 160, "pending", {"v": 1, "id": "r1"})
+    aws.reads.create(rec)
+    assert aws.reads.get("r1") == rec
+    assert aws.reads.get("r2") is None
+    assert aws.reads.complete("r1", "done", {"status": "ok"}, 120) is True
+    assert aws.reads.complete("r1", "timeout", None, 200) is False  # no longer pending
+    assert aws.reads.complete("r2", "done", None, 200) is False
+    got = aws.reads.get("r1")
+    assert got is not None
+    assert (got.status, got.response, got.completed) == ("done", {"status": "ok"}, 120)
+
+    aws.fleet.touch([FleetEntry("m1", "dcu-a", 200), FleetEntry("m2", "dcu-a", 50)])
+    aws.fleet.touch([FleetEntry("m1", "dcu-b", 100), FleetEntry("m2", "dcu-b", 60)])
+    assert aws.fleet.list() == [FleetEntry("m1", "dcu-a", 200), FleetEntry("m2", "dcu-b", 60)]
+    assert aws.fleet.get("m9") is None
+
+    ev = [
+        EventRecord("alarm:1", "alarm", "d", "m1", 100, "outage", None, {"x": 1}),
+        EventRecord("event:2", "event", "d", "m1", 150, "tamper", None, {}),
+        EventRecord("anomaly:3", "anomaly", "d", "m2", 120, "learned", 0.9, {"score": 0.9}),
+        EventRecord("anomaly:4", "anomaly", "d", "m2", 300, "learned", 0.7, {}),
+    ]
+    assert [aws.events.put(e) for e in ev] == [True] * 4
+    assert aws.events.put(ev[0]) is False
+    assert aws.events.list(["alarm", "event"], 0, 1000) == ev[:2]
+    assert aws.events.list(["anomaly"], 120, 300) == [ev[2]]
+    assert aws.events.list(["anomaly"], 0, 1000, meter="m1") == []
+    assert aws.events.counts("anomaly", 121) == {"m2": 1}
+
+    for t, backlog in ((10, 5), (20, 3), (30, 0)):
+        aws.health.put(HealthReport("dcu", t, {"backlog_readings": backlog}))
+    latest = aws.health.latest("dcu")
+    assert latest is not None
+    assert latest.time == 30
+    assert [h.doc["backlog_readings"] for h in aws.health.history("dcu", 10, 30)] == [5, 3]
+    assert aws.health.latest("other") is None
+
+    aws.registry.upsert(registry_records())
+    assert aws.registry.meters() == ["m-ct", "m-direct"]
+
+
+def test_on_demand_read_through_lambda_and_iot_data(
+    aws: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AMI_BACKEND", "aws")
+    monkeypatch.delenv("AMI_IOT_ENDPOINT", raising=False)
+    aws.registry.upsert(registry_records())
+    lambda_handlers.reset(aws)
+    resp = lambda_handlers.api(
+        {"httpMethod": "POST", "path": "/v1/reads", "body": '{"meter": "m-direct"}'}
+    )
+    assert resp["statusCode"] == 202, resp["body"]
+    rid = json.loads(resp["body"])["id"]
+    [(topic, payload)] = _published()
+    assert topic == "cmd/ami/dcu-1/read/req"
+    assert json.loads(payload) == {"v": 1, "id": rid, "meter": "m-direct"}
+    # the response rule's Lambda action completes it
+    out = lambda_handlers.documents(
+        {"topic": "cmd/ami/dcu-1/read/res", "thing": "dcu-1", "id": rid, "status": "ok"}
+    )
+    assert out == {"action": "done"}
+    got = json.loads(lambda_handlers.api({"httpMethod": "GET", "path": f"/v1/reads/{rid}"})["body"])
+    assert got["status"] == "done"
+    assert got["response"] == {"id": rid, "status": "ok"}

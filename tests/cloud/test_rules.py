@@ -146,9 +146,17 @@ def test_project_rules_route_batches_alarms_and_documents() -> None:
     # diagnostics are archived but not ingested
     assert [i.rule for i in eng.evaluate("dt/ami/dcu-1/diagnostic", batch)] == ["ami_raw_batches"]
     doc = json.dumps({"status": "ok"}).encode()
-    assert [(i.rule, i.target) for i in eng.evaluate("dt/ami/dcu-1/health", doc)] == [
-        ("ami_raw_documents", "raw/thing=dcu-1/date=2024-03-01/u1.json")
+    health = eng.evaluate("dt/ami/dcu-1/health", doc)
+    assert [(i.rule, i.target) for i in health] == [
+        ("ami_raw_documents", "raw/thing=dcu-1/date=2024-03-01/u1.json"),
+        ("ami_documents", "documents"),
     ]
+    assert health[1].payload == {
+        "status": "ok",
+        "topic": "dt/ami/dcu-1/health",
+        "thing": "dcu-1",
+        "received_ms": T_MS,
+    }
     outage = json.dumps({"type": "outage", "meter": "m1", "test": False}).encode()
     got = eng.evaluate("alarm/ami/dcu-1/power", outage)
     assert [(i.kind, i.target) for i in got] == [("sqs", "oms"), ("lambda", "alarm")]
@@ -163,17 +171,29 @@ def test_project_rules_route_batches_alarms_and_documents() -> None:
     got = eng.evaluate("dt/ami/dcu-1/events", tamper)
     assert [(i.rule, i.target) for i in got] == [
         ("ami_raw_documents", "raw/thing=dcu-1/date=2024-03-01/u1.json"),
+        ("ami_documents", "documents"),
         ("ami_events_revenue_protection", "revenue-protection"),
     ]
     drill = json.dumps({"type": "tamper", "meter": "m1", "test": True}).encode()
-    assert [i.rule for i in eng.evaluate("dt/ami/dcu-1/events", drill)] == ["ami_raw_documents"]
+    assert [i.rule for i in eng.evaluate("dt/ami/dcu-1/events", drill)] == [
+        "ami_raw_documents",
+        "ami_documents",
+    ]
     assert eng.evaluate("cmd/ami/dcu-1/read/req", doc) == []
+    res = eng.evaluate("cmd/ami/dcu-1/read/res", json.dumps({"id": "r1"}).encode())
+    assert [(i.rule, i.target) for i in res] == [("ami_read_responses", "documents")]
+    assert res[0].payload == {
+        "id": "r1",
+        "topic": "cmd/ami/dcu-1/read/res",
+        "thing": "dcu-1",
+        "received_ms": T_MS,
+    }
     assert eng.errors == 0
 
 
 def test_subscriptions_are_the_covering_filters() -> None:
     eng = RuleEngine(clock_ms=lambda: T_MS)
-    assert eng.topic_filters() == ("dt/ami/+/#", "alarm/ami/+/#")
+    assert eng.topic_filters() == ("dt/ami/+/#", "alarm/ami/+/#", "cmd/ami/+/read/res")
     for rule in RULES:
         assert re.fullmatch(r"[A-Za-z0-9_]+", rule.name)
         assert parse_sql(rule.sql) == rule.query

@@ -69,8 +69,17 @@ def test_roles_are_least_privilege() -> None:
     # the raw-archive rule may only put objects under raw/ (and its error prefix)
     raw = _statements(res[rule_logical_id(RULES[0]) + "Role"])
     assert {a for s in raw for a in s["Action"]} == {"s3:PutObject"}
-    api_actions = {a for s in _statements(res["ApiRole"]) for a in s["Action"]}
-    assert not {"dynamodb:PutItem", "dynamodb:UpdateItem", "s3:PutObject"} & api_actions
+    api = _statements(res["ApiRole"])
+    assert "s3:PutObject" not in {a for s in api for a in s["Action"]}
+    # the API writes only read requests, and publishes only read commands
+    for st in api:
+        if {"dynamodb:PutItem", "dynamodb:UpdateItem"} & set(st["Action"]):
+            assert st["Resource"] == [{"Fn::GetAtt": ["ReadRequestsTable", "Arn"]}]
+        if "iot:Publish" in st["Action"]:
+            assert st["Action"] == ["iot:Publish"]
+            assert [r["Fn::Sub"].endswith(":topic/cmd/ami/*/read/req") for r in st["Resource"]] == [
+                True
+            ]
 
 
 def test_yaml_has_no_aliases_and_round_trips() -> None:
