@@ -44,7 +44,7 @@ from importlib import resources
 from typing import Any
 
 from cloud.storage.base import EventRecord, ReadRequestRecord, Stores
-from edge_core.errors import AmiError, ApiError
+from edge_core.errors import AmiError, ApiError, ConfigError
 
 __all__ = [
     "DEFAULT_READ_TIMEOUT_S",
@@ -168,7 +168,9 @@ class ApiApp:
         publisher: Publisher | None = None,
         clock: Callable[[], float] = time.time,
         anomaly_window_s: int = DEFAULT_WINDOW_S,
+        billing: Any = None,
     ) -> None:
+        self.billing = billing  # cloud.billing.service.LocalBilling (None: 501)
         self.stores = stores
         self.api_key = api_key
         self.publisher = publisher
@@ -521,6 +523,72 @@ class ApiApp:
             raise _bad("invalid meter id")
         return meter
 
+    def billing_determinants(self, params: Mapping[str, str], query: Mapping[str, str]) -> Response:
+        """Determinants per meter for one billing cycle, in pages of meters.
+
+        The cycle is ``from``/``to`` (ISO 8601, on the 15-minute grid), or a billing-cycle group
+        given by its ``read_day`` (1..31) and the ``month`` (YYYY-MM) whose read date ends it.
+        ``meters`` is a comma-separated list (default: every meter with data in the cycle).
+        """
+        from cloud.billing.sql import iter_pages
+        from cloud.billing.tou import BillingCycle, CycleGroup
+
+        if self.billing is None:
+            return _error(501, "not_implemented", "billing is not configured in this deployment")
+        tariff = self.billing.tariff
+        try:
+            if "read_day" in query or "month" in query:
+                if "from" in query or "to" in query:
+                    raise _bad("give either from/to or read_day/month")
+                day, month = query.get("read_day", ""), query.get("month", "")
+                if not day.isdigit() or not re.fullmatch(r"\d{4}-\d{2}", month):
+                    raise _bad("read_day must be 1..31 and month YYYY-MM")
+                year, mon = int(month[:4]), int(month[5:])
+                if not 1 <= mon <= 12 or not 2000 <= year <= 2100:
+                    raise _bad("month out of range")
+                cycle = CycleGroup(f"day{int(day)}", int(day)).cycle(year, mon, tariff)
+            else:
+                start, end = self._window(query)
+                cycle = BillingCycle(start, end, label="custom")
+        except ConfigError as exc:
+            raise _bad(str(exc)) from exc
+        if cycle.end - cycle.start > 62 * 86400:
+            raise _bad("a billing cycle is at most 62 days", "range_too_large")
+        meters = None
+        if query.get("meters"):
+            meters = sorted({m.strip() for m in query["meters"].split(",") if m.strip()})
+            if not meters or len(meters) > MAX_LIMIT or not all(_METER.match(m) for m in meters):
+                raise _bad(f"meters must be 1 to {MAX_LIMIT} valid meter ids")
+        page, size = self._page(query)
+        if meters is None:  # every meter the cloud knows: the fleet seen and the registry
+            seen = {e.meter for e in self.stores.fleet.list()} if self.stores.fleet else set()
+            meters = sorted(seen | set(self.stores.registry.meters()))
+        pages = list(iter_pages(meters, size))
+        if page > max(1, len(pages)):
+            raise _bad("page beyond the last page")
+        chosen = pages[page - 1] if pages else []
+        dets = self.billing.determinants(chosen, cycle) if chosen else []
+        return _json(
+            200,
+            {
+                "cycle": {"start": iso(cycle.start), "end": iso(cycle.end), "label": cycle.label},
+                "tariff": tariff.name,
+                "page": page,
+                "pages": max(1, len(pages)),
+                "determinants": [d.to_dict() for d in dets],
+            },
+        )
+
+    @staticmethod
+    def _page(query: Mapping[str, str]) -> tuple[int, int]:
+        raw_page, raw_size = query.get("page", "1"), query.get("page_size", "200")
+        if not raw_page.isdigit() or not raw_size.isdigit():
+            raise _bad("page and page_size must be positive integers")
+        page, size = int(raw_page), int(raw_size)
+        if not 1 <= page <= 100_000 or not 1 <= size <= 1000:
+            raise _bad("page must be 1..100000 and page_size 1..1000")
+        return page, size
+
     def fleet(self, params: Mapping[str, str], query: Mapping[str, str]) -> Response:
         seen = {e.meter: e for e in (self.stores.fleet.list() if self.stores.fleet else [])}
         meters = sorted(set(seen) | set(self.stores.registry.meters()))
@@ -745,7 +813,12 @@ _ROUTES: tuple[_Route, ...] = (
         ApiApp.dcu_health,
         query=frozenset({"from", "to", "limit"}),
     ),
-    # Billing (cloud.billing) is wired here by the lead: GET /v1/billing/determinants.
+    _Route(
+        "GET",
+        re.compile(r"/v1/billing/determinants"),
+        ApiApp.billing_determinants,
+        query=frozenset({"from", "to", "read_day", "month", "meters", "page", "page_size"}),
+    ),
     _Route("GET", re.compile(r"/"), ApiApp.dashboard, auth=False),
     _Route("GET", re.compile(r"/static/(?P<name>[^/]+)"), ApiApp.dashboard, auth=False),
 )

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud.api import ApiApp
+from cloud.billing.service import LocalBilling
 from cloud.events import DocumentIngestor
 from cloud.http import ApiServer
 from cloud.ingest import Ingestor
@@ -258,7 +259,13 @@ async def run_local_stack(
             )
         )
         publisher = bus_publisher(bus, asyncio.get_running_loop())
-        server = ApiServer(ApiApp(stores, api_key=api_key, publisher=publisher).handle, http_port)
+        billing = LocalBilling(
+            Path(getattr(stores.intervals, "objects_root", Path(data_dir) / "bucket")),
+            before_query=getattr(stores.intervals, "compact_dirty", None),
+        )
+        server = ApiServer(
+            ApiApp(stores, api_key=api_key, publisher=publisher, billing=billing).handle, http_port
+        )
     except BaseException:
         db.close()
         raise

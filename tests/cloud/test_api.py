@@ -133,6 +133,7 @@ def test_openapi_document_lists_every_route(app: ApiApp) -> None:
         "/v1/anomalies",
         "/v1/dcus/{thing}/health",
         "/v1/outages",
+        "/v1/billing/determinants",
     }
 
 
