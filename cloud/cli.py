@@ -1,4 +1,5 @@
-"""``ami-edge cloud serve|template|compact``: the local cloud stack from the command line."""
+"""``ami-edge cloud serve|template|compact|billing-export``: the local cloud stack from the command
+line."""
 
 from __future__ import annotations
 
@@ -46,6 +47,18 @@ def register(subparsers: Any) -> None:
     compact = sub.add_parser("compact", help="write the Parquet lake from the interval index")
     compact.add_argument("--data-dir", required=True)
     compact.set_defaults(func=_compact)
+
+    export = sub.add_parser(
+        "billing-export",
+        help="write the billing CSV files of a cycle group where an SFTP server would expose them",
+    )
+    export.add_argument("--data-dir", required=True, help="the local stack's data directory")
+    export.add_argument("--read-day", type=int, required=True, help="the group's read day, 1..31")
+    export.add_argument("--month", required=True, help="YYYY-MM whose read date ends the cycle")
+    export.add_argument("--out", required=True, help="outbox directory (the SFTP export root)")
+    export.add_argument("--utility", default="utility", help="utility name in the file names")
+    export.add_argument("--tariff", default=None, help="tariff JSON file (default: two-rate)")
+    export.set_defaults(func=_billing_export)
 
 
 def _broker(url: str) -> tuple[str, int]:
@@ -110,4 +123,48 @@ def _compact(args: argparse.Namespace) -> int:
         db.close()
     for key in keys:
         print(key)
+    return 0
+
+
+def _billing_export(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from cloud.billing.export import write_billing_export
+    from cloud.billing.service import DEFAULT_TARIFF, LocalBilling
+    from cloud.billing.tou import CycleGroup, Tariff
+    from cloud.storage.local import open_local_stores
+
+    try:
+        year, month = (int(x) for x in args.month.split("-"))
+    except ValueError as exc:
+        raise ConfigError("expected YYYY-MM", path="--month") from exc
+    if args.tariff:
+        try:
+            tariff = Tariff.from_dict(json.loads(Path(args.tariff).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read the tariff: {exc}", path="--tariff") from exc
+    else:
+        tariff = Tariff.from_dict(DEFAULT_TARIFF)
+    group = CycleGroup(f"day{args.read_day:02d}", args.read_day)
+    cycle = group.cycle(year, month, tariff)
+    stores, db = open_local_stores(args.data_dir)
+    try:
+        billing = LocalBilling(
+            Path(stores.intervals.objects_root),  # type: ignore[attr-defined]
+            tariff,
+            # A fresh process does not know which days are new: rewrite every day of the lake.
+            before_query=getattr(stores.intervals, "compact_all", None),
+        )
+        seen = {e.meter for e in stores.fleet.list()} if stores.fleet else set()
+        meters = sorted(seen | set(stores.registry.meters()))
+        dets = billing.determinants(meters, cycle) if meters else []
+    finally:
+        db.close()
+    paths = write_billing_export(
+        dets, args.out, utility=args.utility, group=group.name, cycle=cycle, tariff=tariff
+    )
+    for p in paths:
+        print(p)
+    print(f"{len(dets)} meters, cycle {cycle.label}", file=sys.stderr)
     return 0

@@ -75,3 +75,36 @@ def test_billing_without_a_lake_configured_is_501(stores: Stores) -> None:
     app = ApiApp(stores, api_key=KEY)
     resp = app.handle(ev("/v1/billing/determinants", {"read_day": "1", "month": "2024-03"}))
     assert resp["statusCode"] == 501
+
+
+def test_billing_export_cli_writes_the_cycle_csv(
+    billing_app: ApiApp, stores: Stores, tmp_path: Path
+) -> None:
+    from edge_core.cli import main
+
+    data_dir = Path(stores.intervals.objects_root).parent
+    out = tmp_path / "sftp-outbox"
+    # The cycle of read day 2 ending 2024-03-02 covers the ingested day 2024-03-01.
+    assert (
+        main(
+            [
+                "cloud",
+                "billing-export",
+                "--data-dir",
+                str(data_dir),
+                "--read-day",
+                "2",
+                "--month",
+                "2024-03",
+                "--out",
+                str(out),
+                "--utility",
+                "acme",
+            ]
+        )
+        == 0
+    )
+    files = sorted(out.glob("*.csv"))
+    assert [f.name for f in files] == ["billing_acme_day02_20240302_001.csv"]
+    text = files[0].read_text()
+    assert "m-ct" in text and "m-direct" in text
