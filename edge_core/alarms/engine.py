@@ -693,6 +693,11 @@ class OutageEngine:
 
     def _on_comm_lost(self, meter: str, now: datetime) -> None:
         st = self._meter(meter)
+        if (st.power is not _Power.UP or self._dcu_failed is not None) and not st.comm_alarmed:
+            # Polls that fail while the meter (or the DCU) has no supply are explained by the
+            # outage; they do not count towards a comm loss after the power returns.
+            st.comm_failures, st.comm_since = 0, None
+            return
         st.comm_failures += 1
         if st.comm_since is None:
             st.comm_since = now

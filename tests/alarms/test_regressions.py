@@ -26,6 +26,7 @@ from edge_core.alarms import (
     AlarmSettings,
     DcuPowerFail,
     DcuPowerRestored,
+    MeterCommLost,
     MeterPowerDown,
     MeterPowerUp,
     alarm_id,
@@ -220,3 +221,19 @@ def test_old_blink_read_while_the_dcu_outage_is_open_is_not_absorbed() -> None:
         ("restore", None),
         ("momentary", "m1"),
     ]
+
+
+def test_polls_failing_during_an_outage_do_not_become_a_comm_loss_after_the_restore() -> None:
+    """Found at a real broker: a meter out for 20 minutes failed four 5-minute polls; the
+    restore came, then the fourth failure raised comm_loss although the outage explained it."""
+    h = Harness()
+    out = h.feed(0, MeterPowerDown("m0", at(0)))
+    out += h.tick(40)  # qualified: an outage
+    for t in (300, 600, 900):
+        out += h.feed(t, MeterCommLost("m0"))
+    out += h.feed(1200, MeterPowerUp("m0", at(1200)))
+    out += h.feed(1210, MeterCommLost("m0"))  # the read in flight at the restore times out
+    assert kinds(out) == ["outage", "restore"]
+    # A meter that is up and stays silent still raises comm loss after the 4th failure.
+    later = [m for t in (2000, 2300, 2600, 2900) for m in h.feed(t, MeterCommLost("m0"))]
+    assert kinds(later) == ["comm_loss"]

@@ -124,3 +124,86 @@ def test_transformer_outage_tamper_and_last_gasp_reach_the_broker(
     assert gasp[0]["dcu"] == "dcu-alarm-1"
     seqs = [m["seq"] for _, m in received]
     assert len(set(seqs)) == len(seqs)  # every message has its own sequence number
+
+
+async def _per_meter_scenarios(broker: Broker, tmp: Path) -> dict[str | None, list[str]]:
+    """One meter out for 20 min, one phase lost for 5 min, a 20 s blink, and a meter flapping
+    (ten 10-s interruptions 20 s apart), all with power pushes, on one concentrator."""
+    t0 = datetime.now(UTC).replace(second=0, microsecond=0)
+    clock = AcceleratedClock(t0.timestamp(), SPEED)
+    push_port = free_port()
+    sim = await serve_meters(
+        5,
+        "127.0.0.1",
+        0,
+        9,
+        (t0 - timedelta(days=1)).date(),
+        clock.now_dt,
+        push_destination=("127.0.0.1", push_port),
+        push_poll_s=0.02,
+    )
+    one, phase, blink, flap, quiet = sim.meters
+    at = t0 + timedelta(minutes=2)
+    one.outage(at, at + timedelta(minutes=20), last_gasp=True)
+    phase.phase_loss(2, at, at + timedelta(minutes=5))
+    blink.outage(at, at + timedelta(seconds=20), last_gasp=True)
+    for k in range(10):
+        s = at + timedelta(seconds=20 * k)
+        flap.outage(s, s + timedelta(seconds=10), last_gasp=True)
+    config = EdgeConfig.from_mapping(
+        {
+            "thing_name": "dcu-alarm-2",
+            "meters": [
+                {"id": mid, "url": f"tcp://127.0.0.1:{port}", "timeout_s": 2}
+                for mid, port in zip(sim.meter_ids, sim.ports, strict=True)
+            ],
+            "schedule": {"profile_read_s": 300, "jitter_s": 5},
+            "spool": {"path": str(tmp / "spool.db")},
+            # Real delivery jitter is seconds of simulated time at 120x: keep the aggregation
+            # window below the spread of unrelated meters, and summaries short.
+            "alarms": {"summary_period_s": 600, "transformer_min_meters": 5},
+            "push": {"host": "127.0.0.1", "port": push_port},
+        }
+    )
+    received: list[dict] = []
+    watcher = MqttBus(MqttSettings.from_url(broker.url, client_id_prefix="watch2"))
+    await watcher.start()
+
+    async def on_msg(_topic: str, payload: bytes) -> None:
+        received.append(json.loads(payload))
+
+    await watcher.subscribe("alarm/ami/+/#", on_msg)
+    await watcher.subscribe("dt/ami/+/events", on_msg)
+    bus = MqttBus(MqttSettings.from_url(broker.url, client_id_prefix="edge2"))
+    await bus.start()
+    app = EdgeApp(config, bus, clock=clock, initial_backfill_s=600)
+    await app.start()
+    try:
+        while clock.now() < (t0 + timedelta(minutes=40)).timestamp():
+            await asyncio.sleep(0.2)
+    finally:
+        await app.stop()
+        await bus.close()
+        await asyncio.sleep(0.3)
+        await watcher.close()
+        await sim.close()
+    by_meter: dict[str | None, list[str]] = {}
+    for m in received:
+        by_meter.setdefault(m.get("meter"), []).append(m["type"])
+    by_meter["_ids"] = [m["id"] for m in received]
+    by_meter["_names"] = list(sim.meter_ids)
+    return by_meter
+
+
+def test_one_meter_one_phase_a_blink_and_flapping_reach_the_broker_as_expected(
+    broker: Broker, tmp_path: Path
+) -> None:
+    got = asyncio.run(_per_meter_scenarios(broker, tmp_path))
+    one, phase, blink, flap, quiet = got["_names"]
+    assert got.get(one) == ["outage", "restore"]
+    assert got.get(phase) == ["phase_loss", "phase_restore"]
+    assert got.get(blink) == ["momentary"]
+    assert got.get(flap, [])[:1] == ["flapping"]
+    assert "outage" not in got.get(flap, [])  # flapping suppresses per-interruption alarms
+    assert quiet not in got
+    assert len(set(got["_ids"])) == len(got["_ids"])  # nothing reached the broker twice
