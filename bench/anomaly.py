@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     rss_start = _rss_mb()
-    from edge_core.analytics.features import baselines_from_matrix, build_features, daily_stats  # noqa: PLC0415 (lazy: heavy optional dependency)
-    from edge_core.training.fleet import simulate_fleet  # noqa: PLC0415 (lazy: heavy optional dependency)
-    from edge_core.training.train import evaluate, fleet_features, train_model  # noqa: PLC0415 (lazy: heavy optional dependency)
+    from edge_core.analytics.features import baselines_from_matrix, build_features, daily_stats
+    from edge_core.training.fleet import simulate_fleet
+    from edge_core.training.train import evaluate, fleet_features, train_model
 
     result: dict[str, Any] = {"bench": "anomaly", "meters": args.meters, "days": args.days}
     tmp = None
@@ -73,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         result["train_seconds"] = round(time.perf_counter() - t0, 2)
 
     rss_before_ort = _rss_mb()
-    import onnxruntime  # noqa: F401, PLC0415  (RSS measured separately from the model)
+    import onnxruntime  # noqa: F401 - imported to measure its resident memory
 
     rss_ort = _rss_mb()
-    from edge_core.analytics.inference import AnomalyModel, ModelInputs  # noqa: PLC0415 (lazy: heavy optional dependency)
+    from edge_core.analytics.inference import AnomalyModel, ModelInputs
 
     loads = []
     for _ in range(max(1, args.repeat)):
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     best_ort = min(_timed(lambda: model.score_inputs(z)) for _ in range(args.repeat))
 
     # scikit-learn baseline: the same family refit on the same standardised inputs
-    from edge_core.training import train as tr  # noqa: PLC0415 (lazy: heavy optional dependency)
+    from edge_core.training import train as tr
 
     sk_est = tr._fit(card.model_family, z[labels[ok] == 0], args.seed, 100)
     best_sk = min(_timed(lambda: tr._sk_scores(card.model_family, sk_est, z))

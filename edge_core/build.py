@@ -205,7 +205,7 @@ def recipe_problems(
     name = str(_get(recipe, "componentname") or "?")
     version = str(_get(recipe, "componentversion") or "?")
     if schema is not None:
-        import jsonschema  # noqa: PLC0415 - test/cloud extra, only when a schema is given
+        import jsonschema
 
         validator = jsonschema.Draft7Validator(schema)
         for err in validator.iter_errors(lower_keys(recipe)):
@@ -364,7 +364,7 @@ def build_wheel(dest: Path) -> Path:
 
 def constraints(extras: Sequence[str] = ()) -> str:
     """Pins (``name==version``) of the installed dependency closure of ami-edge[extras]."""
-    from packaging.requirements import Requirement  # noqa: PLC0415 - build machines only
+    from packaging.requirements import Requirement
 
     pins: dict[str, str] = {}
     todo: list[tuple[str, tuple[str, ...]]] = [("ami-edge", tuple(extras))]
@@ -393,8 +393,8 @@ def constraints(extras: Sequence[str] = ()) -> str:
 
 
 def _check_model(model_dir: Path) -> None:
-    from edge_core.errors import ModelError  # noqa: PLC0415 - keep the CLI import light
-    from edge_core.training.card import (  # noqa: PLC0415 - keep the CLI import light
+    from edge_core.errors import ModelError
+    from edge_core.training.card import (
         CARD_FILE,
         MODEL_FILE,
         ModelCard,
@@ -444,7 +444,7 @@ def gdk_config(name: str, version: str, bucket: str, region: str) -> dict[str, A
 
 def build(opts: BuildOptions) -> BuildResult:
     """Build artifacts and rendered recipes of the selected components (all by default)."""
-    import yaml  # noqa: PLC0415 - CLI modules import dependencies in handlers
+    import yaml
 
     for v in (opts.version, opts.model_version):
         if not _SEMVER.match(v):

@@ -521,7 +521,11 @@ class AnalyticsService:
         """The level rules need the baselines before the day: run them per round."""
         base = self.history.baselines_for(windows)
         for i, w in enumerate(windows):
-            args = (float(base.total_14d[i]), float(base.weekday_total[i]), int(base.history_days[i]))
+            args = (
+                float(base.total_14d[i]),
+                float(base.weekday_total[i]),
+                int(base.history_days[i]),
+            )
             for f in (*detect_level_drop(w, *args), *detect_level_rise(w, *args)):
                 work.events.append(event_from_finding(f, w.day))
                 self.counters["events_rule"] += 1

@@ -23,11 +23,11 @@ def register(subparsers: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from edge_core.errors import ConfigError  # noqa: PLC0415 (lazy: heavy optional dependency)
+    from edge_core.errors import ConfigError
 
     if args.meters < 10 or args.days < 36:
         raise ConfigError("need at least 10 meters and 36 days", path="--meters/--days")
-    from edge_core.training.train import train_model  # noqa: PLC0415 (lazy: heavy optional dependency)
+    from edge_core.training.train import train_model
 
     result = train_model(args.out, meters=args.meters, days=args.days, seed=args.seed,
                          model_version=args.version)

@@ -138,25 +138,25 @@ class _Fitted:
 
 def _fit(family: str, xs: npt.NDArray[np.float32], seed: int, n_estimators: int) -> Any:
     if family == "isolation_forest":
-        from sklearn.ensemble import IsolationForest  # noqa: PLC0415 (lazy: heavy optional dependency)
+        from sklearn.ensemble import IsolationForest
 
         return IsolationForest(n_estimators=n_estimators, random_state=seed).fit(xs)
     if family == "mlp_autoencoder":
-        from sklearn.neural_network import MLPRegressor  # noqa: PLC0415 (lazy: heavy optional dependency)
+        from sklearn.neural_network import MLPRegressor
 
         est = MLPRegressor(hidden_layer_sizes=(48, 12, 48), activation="relu", alpha=1e-4,
                            batch_size=256, learning_rate_init=2e-3, max_iter=60,
                            early_stopping=False, random_state=seed, tol=1e-5)
-        import warnings  # noqa: PLC0415 (lazy: heavy optional dependency)
+        import warnings
 
-        from sklearn.exceptions import ConvergenceWarning  # noqa: PLC0415 (lazy: heavy optional dependency)
+        from sklearn.exceptions import ConvergenceWarning
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             est.fit(xs, xs)
         return est
     if family == "one_class_svm":
-        from sklearn.svm import OneClassSVM  # noqa: PLC0415 (lazy: heavy optional dependency)
+        from sklearn.svm import OneClassSVM
 
         # kernel methods scale with n^2: fit on a seeded subsample
         rng = np.random.default_rng(seed)
@@ -174,8 +174,8 @@ def _sk_scores(family: str, est: Any, xs: npt.NDArray[np.float32]) -> npt.NDArra
 
 def _export(family: str, est: Any, n_inputs: int) -> tuple[bytes, str, str]:
     """ONNX bytes of the raw estimator, the output to read, and the score kind."""
-    from skl2onnx import convert_sklearn  # noqa: PLC0415 (lazy: heavy optional dependency)
-    from skl2onnx.common.data_types import FloatTensorType  # noqa: PLC0415 (lazy: heavy optional dependency)
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
 
     onx = convert_sklearn(
         est,
@@ -192,7 +192,7 @@ def _export(family: str, est: Any, n_inputs: int) -> tuple[bytes, str, str]:
 def onnx_scores(onnx_bytes: bytes, output: str, score_kind: str,
                 xs: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     """Score standardised features with onnxruntime (the same maths as the edge)."""
-    import onnxruntime as ort  # noqa: PLC0415 (lazy: heavy optional dependency)
+    import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1

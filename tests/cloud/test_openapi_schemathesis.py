@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402 - after the importorskip
+from hypothesis import HealthCheck, settings
 
-from cloud.local import run_local_stack  # noqa: E402
+from cloud.local import run_local_stack
 
-from .dashboard_data import fleet_messages  # noqa: E402
+from .dashboard_data import fleet_messages
 
 KEY = "k-schema"
 SPEC = Path(__file__).resolve().parents[2] / "cloud" / "openapi.yaml"

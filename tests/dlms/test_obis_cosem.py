@@ -37,7 +37,7 @@ def test_obis_parse(text: str, obis: Obis) -> None:
     "bad", ["", "1.0.1.8", "1.0.1.8.0.256", "a.b.c.d.e.f", "1.0.1.8.0.255.1", "-1.0.1.8.0.255"]
 )
 def test_obis_parse_rejects(bad: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="OBIS"):
         Obis.parse(bad)
 
 

@@ -138,22 +138,27 @@ def test_client_server_set_and_action() -> None:
     ev = client.receive_apdu(
         server.receive_apdu(client.set(AttributeDescriptor(8, CLOCK, 2), Data.octet_string(DT)))
     )  # type: ignore[arg-type]
-    assert isinstance(ev, SetCompleted) and ev.result == DataAccessResult.SUCCESS
+    assert isinstance(ev, SetCompleted)
+    assert ev.result == DataAccessResult.SUCCESS
     assert model.written == [Data.octet_string(DT)]
     ev = client.receive_apdu(
         server.receive_apdu(client.set(AttributeDescriptor(8, CLOCK, 3), Data.long(0)))
     )  # type: ignore[arg-type]
-    assert isinstance(ev, SetCompleted) and ev.result == DataAccessResult.READ_WRITE_DENIED
+    assert isinstance(ev, SetCompleted)
+    assert ev.result == DataAccessResult.READ_WRITE_DENIED
     ev = client.receive_apdu(server.receive_apdu(client.action(MethodDescriptor(7, CLOCK, 2))))  # type: ignore[arg-type]
     assert isinstance(ev, ActionCompleted)
     assert check_action(ev, "m") == Data.unsigned(7)
     ev = client.receive_apdu(server.receive_apdu(client.action(MethodDescriptor(7, CLOCK, 1))))  # type: ignore[arg-type]
-    assert isinstance(ev, ActionCompleted) and check_action(ev) is None
+    assert isinstance(ev, ActionCompleted)
+    assert check_action(ev) is None
     ev = client.receive_apdu(server.receive_apdu(client.action(MethodDescriptor(7, CLOCK, 3))))  # type: ignore[arg-type]
     assert isinstance(ev, ActionCompleted)
     with pytest.raises(DataAccessError) as info:
         check_action(ev, "m")
-    assert info.value.meter == "m" and info.value.obis == str(CLOCK) and info.value.code == 2
+    assert info.value.meter == "m"
+    assert info.value.obis == str(CLOCK)
+    assert info.value.code == 2
 
 
 def test_server_without_set_denies_and_client_refuses_mismatched_answer() -> None:
@@ -165,7 +170,8 @@ def test_server_without_set_denies_and_client_refuses_mismatched_answer() -> Non
     ev = client.receive_apdu(
         server.receive_apdu(client.set(AttributeDescriptor(1, CLOCK, 2), Data.unsigned(2)))
     )  # type: ignore[arg-type]
-    assert isinstance(ev, SetCompleted) and ev.result == DataAccessResult.READ_WRITE_DENIED
+    assert isinstance(ev, SetCompleted)
+    assert ev.result == DataAccessResult.READ_WRITE_DENIED
     client.action(MethodDescriptor(1, CLOCK, 1))
     with pytest.raises(ProtocolError):
         client.receive_apdu(SetResponseNormal(0, invoke_id=client._invoke_id).to_bytes())
@@ -176,4 +182,5 @@ def test_set_before_association_is_refused() -> None:
     answer = server.receive_apdu(
         SetRequestNormal(AttributeDescriptor(8, CLOCK, 2), Data.unsigned(1)).to_bytes()
     )
-    assert answer is not None and answer[0] == 0xD8
+    assert answer is not None
+    assert answer[0] == 0xD8

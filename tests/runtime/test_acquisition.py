@@ -204,7 +204,9 @@ def test_one_poll_carries_profile_daily_events_and_clock_and_reports_events(tmp_
     m = acq.config.meters[0]
     asyncio.run(acq.read_once(m))
     first = meter.plans[0]
-    assert first.profile is not None and first.daily is not None and first.events is not None
+    assert first.profile is not None
+    assert first.daily is not None
+    assert first.events is not None
     assert first.events[0].timestamp() == T0 - 3600  # initial window, like the profile
     assert seen == [("M1", ["an event-log row"], seen[0][2])]
     assert acq.stats.meters["M1"].clock_drift_s == 42.0

@@ -142,7 +142,7 @@ async def _per_meter_scenarios(broker: Broker, tmp: Path) -> dict[str | None, li
         push_destination=("127.0.0.1", push_port),
         push_poll_s=0.02,
     )
-    one, phase, blink, flap, quiet = sim.meters
+    one, phase, blink, flap, _quiet = sim.meters
     at = t0 + timedelta(minutes=2)
     one.outage(at, at + timedelta(minutes=20), last_gasp=True)
     phase.phase_loss(2, at, at + timedelta(minutes=5))

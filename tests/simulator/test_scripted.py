@@ -43,13 +43,15 @@ def test_empty_obis_reads_no_register() -> None:
         reader, t = _reader(SimulatedMeter(0, seed=5, start=START, clock=lambda: NOW))
         await reader.associate()
         clock, regs = await reader.read_clock_and_registers([])
-        assert regs == [] and clock.year == 2026
+        assert regs == []
+        assert clock.year == 2026
         return t.requests
 
     requests = asyncio.run(run())
     gets = [decode_apdu(r) for r in requests[1:]]
     assert len(gets) == 1
-    assert isinstance(gets[0], GetRequestNormal) and gets[0].descriptor.class_id == 8
+    assert isinstance(gets[0], GetRequestNormal)
+    assert gets[0].descriptor.class_id == 8
     assert not any(isinstance(g, GetRequestWithList) for g in gets)
 
 
@@ -91,11 +93,13 @@ def test_clock_drift_check_and_set() -> None:
         return first, fixed, after
 
     first, fixed, after = asyncio.run(run())
-    assert first.drift_s == pytest.approx(-95, abs=1) and not first.adjusted  # type: ignore[attr-defined]
+    assert first.drift_s == pytest.approx(-95, abs=1)
+    assert not first.adjusted
     assert fixed.adjusted  # type: ignore[attr-defined]
     assert abs(after.drift_s) < 2  # type: ignore[attr-defined]
     codes = [e.code for e in model.log_entries(STD, 0, NOW.timestamp())]
-    assert 4 in codes and 5 in codes
+    assert 4 in codes
+    assert 5 in codes
 
 
 def test_event_logs_by_range() -> None:
@@ -117,11 +121,14 @@ def test_event_logs_by_range() -> None:
 
     got = asyncio.run(run())
     std = [(e.code, e.time) for e in got[STD]]  # type: ignore[attr-defined]
-    assert (1, t0) in std and (2, t0 + timedelta(seconds=45)) in std
+    assert (1, t0) in std
+    assert (2, t0 + timedelta(seconds=45)) in std
     assert [e.code for e in got[PQ]] == [83, 86]  # type: ignore[attr-defined]
     assert [e.code for e in got[FRAUD]] == [40, 41]  # type: ignore[attr-defined]
     pf = [e for e in got[PF] if e.time == t0 + timedelta(seconds=45)]  # type: ignore[attr-defined]
-    assert len(pf) == 1 and pf[0].duration_s == 45 and pf[0].code == 2
+    assert len(pf) == 1
+    assert pf[0].duration_s == 45
+    assert pf[0].code == 2
     assert all(
         e.meter == "m1" and NOW - timedelta(hours=6) <= e.time <= NOW
         for v in got.values()
@@ -153,7 +160,8 @@ def test_outage_flags_interval_and_scales_energy_and_factor() -> None:
     by_time_a = {r.time: r for r in a.rows}  # type: ignore[attr-defined]
     by_time_b = {r.time: r for r in b.rows}  # type: ignore[attr-defined]
     end = slot + timedelta(minutes=15)
-    assert b.status(by_time_b[end]) & 0x80 and not a.status(by_time_a[end]) & 0x80  # type: ignore[attr-defined]
+    assert b.status(by_time_b[end]) & 0x80
+    assert not a.status(by_time_a[end]) & 0x80
 
     def delta(p: object, byt: dict, t: datetime) -> int:
         return byt[t].cells[2] - byt[t - timedelta(minutes=15)].cells[2]
@@ -298,7 +306,8 @@ def test_push_listener_rejects_garbage_and_bounds_queue() -> None:
         return listener
 
     listener = asyncio.run(run())
-    assert listener.rejected == 1 and listener.received == 2
+    assert listener.rejected == 1
+    assert listener.received == 2
 
 
 def test_low_level_security_end_to_end_over_tcp() -> None:
