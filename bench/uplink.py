@@ -53,7 +53,7 @@ DEFAULT_START = dt.datetime(2024, 6, 3, tzinfo=dt.timezone.utc)  # a Monday in J
 def _bdew_shapes(start: dt.datetime, days: int) -> dict[str, list[float]] | None:
     """Per-profile kWh per 15 min for an annual 1 kWh, or None without demandlib."""
     try:
-        from demandlib import bdew  # noqa: PLC0415 (optional, test group; pulls pandas<3)
+        from demandlib import bdew
     except ImportError:
         return None
     slp = bdew.ElecSlp(start.year)
