@@ -551,5 +551,4 @@ def _print_summary(r: DemoResult) -> None:
             print(f"  {kind:<12} {meter}  {'found' if ok else 'missed'}")
     print(f"dashboard: {r.api_url}/?key={API_KEY}")
     print(f"REST API: {r.api_url}  (header x-api-key: {API_KEY})")
-    print(f"Dashboard: {r.api_url}/?key={API_KEY}")
     print(f"  e.g. curl -H 'x-api-key: {API_KEY}' {r.api_url}/v1/meters/<meter>/latest")
