@@ -293,6 +293,43 @@ def detect_missing_intervals(
     return out
 
 
+def _day_total_vs_level(
+    window: DayWindow,
+    baseline_14d_wh: float,
+    baseline_weekday_wh: float,
+    history_days: int,
+    *,
+    min_history: int,
+    min_baseline_wh: float,
+    max_missing: int,
+) -> tuple[float, float, float] | None:
+    """(day total Wh, ratio to the 14-day median, ratio to the same-weekday median or NaN), or
+    None when the meter's level is not known well enough to judge the day. Missing intervals
+    (at most ``max_missing``) are made up by scaling the others to the whole day."""
+    n = len(window.energy)
+    missing = window.missing
+    if history_days < min_history or missing > max_missing or n == missing:
+        return None
+    if not baseline_14d_wh >= min_baseline_wh:  # also False for NaN
+        return None
+    total = float(np.nansum(window.energy)) * n / (n - missing)
+    weekday = (
+        total / baseline_weekday_wh
+        if np.isfinite(baseline_weekday_wh) and baseline_weekday_wh > 0
+        else float("nan")
+    )
+    return total, total / baseline_14d_wh, weekday
+
+
+def _level_finding(
+    kind: str, window: DayWindow, total: float, ratio: float, *, limit: float, base_wh: float
+) -> Finding:
+    end = window.start + window.source_intervals * INTERVAL_S
+    return Finding(kind, window.meter, window.start, end, round(ratio, 4), limit,
+                   f"{total / 1000:.2f} kWh imported on {window.day} is {ratio:.0%} of the "
+                   f"meter's own level ({base_wh / 1000:.2f} kWh 14-day median)")
+
+
 def detect_level_drop(
     window: DayWindow,
     baseline_14d_wh: float,
@@ -313,24 +350,19 @@ def detect_level_drop(
     ``max_missing`` missing intervals (the total of the others is scaled up to the day).
     A uniform scale-down (bypass, halved CT ratio) changes no shape, only this level.
     """
-    n = len(window.energy)
-    missing = window.missing
-    if history_days < min_history or missing > max_missing or n == missing:
+    level = _day_total_vs_level(
+        window, baseline_14d_wh, baseline_weekday_wh, history_days,
+        min_history=min_history, min_baseline_wh=min_baseline_wh, max_missing=max_missing,
+    )
+    if level is None:
         return []
-    if not baseline_14d_wh >= min_baseline_wh:  # also False for NaN
+    total, ratio, weekday = level
+    if not ratio < max_ratio or (np.isfinite(weekday) and not weekday < max_ratio):
         return []
-    total = float(np.nansum(window.energy)) * n / (n - missing)
-    ratio = total / baseline_14d_wh
-    if not ratio < max_ratio:
-        return []
-    if np.isfinite(baseline_weekday_wh) and baseline_weekday_wh > 0:
-        if not total < max_ratio * baseline_weekday_wh:
-            return []
-        ratio = max(ratio, total / baseline_weekday_wh)
-    end = window.start + window.source_intervals * INTERVAL_S
-    return [Finding("level_drop", window.meter, window.start, end, round(ratio, 4), max_ratio,
-                    f"{total / 1000:.2f} kWh imported on {window.day} is {ratio:.0%} of the "
-                    f"meter's own level ({baseline_14d_wh / 1000:.2f} kWh 14-day median)")]
+    ratio = max(ratio, weekday) if np.isfinite(weekday) else ratio
+    return [_level_finding(
+        "level_drop", window, total, ratio, limit=max_ratio, base_wh=baseline_14d_wh
+    )]
 
 
 def detect_level_rise(
@@ -348,24 +380,19 @@ def detect_level_rise(
     both of the meter's own baselines. A doubled CT or PT ratio (a wrong multiplier programmed
     at installation or after a transformer change) scales every interval alike, keeping the
     shape a model looks at; a cold day or guests rarely double both medians at once."""
-    n = len(window.energy)
-    missing = window.missing
-    if history_days < min_history or missing > max_missing or n == missing:
+    level = _day_total_vs_level(
+        window, baseline_14d_wh, baseline_weekday_wh, history_days,
+        min_history=min_history, min_baseline_wh=min_baseline_wh, max_missing=max_missing,
+    )
+    if level is None:
         return []
-    if not baseline_14d_wh >= min_baseline_wh:  # also False for NaN
+    total, ratio, weekday = level
+    if not ratio > min_ratio or (np.isfinite(weekday) and not weekday > min_ratio):
         return []
-    total = float(np.nansum(window.energy)) * n / (n - missing)
-    ratio = total / baseline_14d_wh
-    if not ratio > min_ratio:
-        return []
-    if np.isfinite(baseline_weekday_wh) and baseline_weekday_wh > 0:
-        if not total > min_ratio * baseline_weekday_wh:
-            return []
-        ratio = min(ratio, total / baseline_weekday_wh)
-    end = window.start + window.source_intervals * INTERVAL_S
-    return [Finding("level_rise", window.meter, window.start, end, round(ratio, 4), min_ratio,
-                    f"{total / 1000:.2f} kWh imported on {window.day} is {ratio:.0%} of the "
-                    f"meter's own level ({baseline_14d_wh / 1000:.2f} kWh 14-day median)")]
+    ratio = min(ratio, weekday) if np.isfinite(weekday) else ratio
+    return [_level_finding(
+        "level_rise", window, total, ratio, limit=min_ratio, base_wh=baseline_14d_wh
+    )]
 
 
 def detect_window(
