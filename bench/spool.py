@@ -171,7 +171,10 @@ def _generate_into(path: str, meters: int, days: int, seed: int, put_chunk: int)
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import multiprocessing
 
-    with tempfile.TemporaryDirectory(prefix="ami-bench-spool-") as tmp, LocalBroker() as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="ami-bench-spool-") as tmp,
+        LocalBroker(tcp_nodelay=False) as broker,
+    ):
         path = str(Path(tmp) / "spool.db")
         ctx = multiprocessing.get_context("spawn")
         with _Meter() as store, ctx.Pool(1) as pool:
@@ -185,6 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             with _Meter() as publish:
                 sent, left = asyncio.run(_publish_phase(spool, broker.url, args, samples))
+            max_txn_ms = round(spool.stats().max_write_txn_s * 1000, 1)
         finally:
             spool.close()
         rss["after_drain"] = _rss_mb()
@@ -211,6 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bare_awscrt_publish": bare_fig,
         "ratio_publish_vs_bare_s": round(publish.wall / bare.wall, 2) if bare.wall else None,
         "outbox_left": left,
+        "max_write_txn_ms": max_txn_ms,
         "runtime_rss_mb": {
             "start": round(rss["start"], 1),
             "spool_open": round(rss["spool_open"], 1),

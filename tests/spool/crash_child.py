@@ -1,4 +1,5 @@
-"""Child process of the crash test: puts, seals, "publishes" and acks in a loop until killed.
+"""Child process of the crash test: puts, seals, reclaims, "publishes" and acks in a loop until
+killed.
 
 Usage: python -m tests.spool.crash_child SPOOL PUT_LOG CLOUD_LOG RUN SEED
 
@@ -45,6 +46,8 @@ def main() -> int:
                 topic="dt/ami/dcu/interval",
                 max_values=rng.randint(10, 200),
             )
+        if rng.random() < 0.1:
+            spool.reclaim(rng.randint(1, 300))
         if rng.random() < 0.3:
             for item in spool.pending(limit=3):
                 assert item.batch_id is not None

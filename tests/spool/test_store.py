@@ -168,7 +168,7 @@ def test_opens_v1_file_and_migrates(tmp_path: Path) -> None:
         assert item is not None
         assert [r.value for r in decode_batch(item.payload).readings] == [5, 7]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     conn.close()
 
 
@@ -315,3 +315,172 @@ def test_seal_deletes_exactly_the_rows_it_encoded_and_sorts_by_obis_bytes(tmp_pa
         assert rest is not None
         keys = {r.key for r in got} | {r.key for r in decode_batch(rest.payload).readings}
         assert keys == {r.key for r in mixed}
+
+
+def _v3_file(path: Path) -> None:
+    """A spool file as schema v3 wrote it (global ids, class/time index, no seal marks)."""
+    from edge_core.spool.schema import MIGRATIONS
+
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:3]:
+        conn.executescript(script)
+    conn.executescript("""
+        INSERT INTO readings VALUES (1, 'm1', '1.0.1.8.0.255', 900, 5, 0, 30, 0, 3, 1.0);
+        INSERT INTO readings VALUES (2, 'm1', '1.0.1.8.0.255', 1800, 7, 0, 30, 0, 3, 1.0);
+        INSERT INTO readings VALUES (3, 'm1', '1.0.1.8.0.255', 1800, 7, 0, 30, 0, 1, 1.0);
+        INSERT INTO readings VALUES (4, 'm2', '1.0.1.8.0.255', 900, 9, 0, 30, 0, 3, 1.0);
+        INSERT INTO outbox VALUES (1, NULL, 0, 'alarm/x', X'7b7d', 1.0, 0, 0);
+        INSERT INTO high_water VALUES ('m1', '1.0.1.8.0.255', 3, 1800);
+        PRAGMA user_version = 3;
+    """)
+    conn.close()
+
+
+def test_opens_v3_file_and_migrates_to_class_ranges(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    _v3_file(path)
+    with Spool.open(path) as s:
+        st = s.stats()
+        assert st.backlog_readings[IC] == 3
+        assert st.backlog_readings[DataClass.DAILY] == 1
+        assert s.put([Reading("m1", "1.0.1.8.0.255", 900, 5, 0, 30, 0, IC)]).duplicates == 1
+        assert s.last_capture("m1", "1.0.1.8.0.255") == 1800
+        item = s.seal(IC, thing="d", topic="t", max_values=10)
+        assert item is not None
+        got = decode_batch(item.payload).readings
+        assert [(r.meter, r.capture_time, r.value) for r in got] == [
+            ("m1", 900, 5),
+            ("m1", 1800, 7),
+            ("m2", 900, 9),
+        ]
+        daily = s.seal(DataClass.DAILY, thing="d", topic="t", max_values=10)
+        assert daily is not None
+        assert len(decode_batch(daily.payload).readings) == 1
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    ids = [r[0] for r in conn.execute("SELECT id FROM readings ORDER BY id")]
+    assert all(i >> 56 in (1, 3) for i in ids)
+    conn.close()
+
+
+def test_seal_moves_the_mark_and_reclaim_deletes_only_sealed_rows(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    data = rows(3, 10)
+    with Spool.open(path) as s:
+        s.put(data)
+        first = s.seal(IC, thing="d", topic="t", max_values=12)
+        assert first is not None
+        # sealed rows stay until reclaimed, still deduplicating, but are not backlog
+        assert s.stats().backlog_readings[IC] == 18
+        assert s.put(data[:3]).duplicates == 3
+    with Spool.open(path) as s:  # the mark is durable: nothing sealed twice after a reopen
+        second = s.seal(IC, thing="d", topic="t", max_values=100)
+        assert second is not None
+        a = {r.key for r in decode_batch(first.payload).readings}
+        b = {r.key for r in decode_batch(second.payload).readings}
+        assert not a & b
+        assert a | b == {r.key for r in data}
+        assert s.reclaim() == 18  # the first batch's rows went at the second seal
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 0
+        row = conn.execute(
+            "SELECT first_id >> 56, last_id >> 56, last_id - first_id FROM outbox WHERE id = ?",
+            (second.id,),
+        ).fetchone()
+        conn.close()
+        assert row[:2] == (int(IC), int(IC))
+        # new puts get ids above the mark even though every row below it is gone
+        later = rows(1, 2, t0=T0 + 86400)
+        assert s.put(later).stored == 2
+        third = s.seal(IC, thing="d", topic="t", max_values=100)
+        assert third is not None
+        assert {r.key for r in decode_batch(third.payload).readings} == {r.key for r in later}
+        assert s.stats().max_write_txn_s > 0
+        assert s.take_max_write_txn_s() > 0
+        assert s.take_max_write_txn_s() == 0.0  # a fresh measurement starts
+
+
+def test_seal_of_an_oversized_range_seals_a_shorter_range(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(3)
+    data = [
+        Reading(f"m{m:04d}", "1.0.1.8.0.255", T0 + 900 * i, rng.getrandbits(60), 0, 30, 0, IC)
+        for m in range(40)
+        for i in range(400)
+    ]
+    with Spool.open(tmp_path / "s.db") as s:
+        s.put(data)
+        seen: set[tuple[object, ...]] = set()
+        while (item := s.seal(IC, thing="d", topic="dt/x", max_values=16_000)) is not None:
+            assert len(item.payload) + len(item.topic) <= 128 * 1024
+            keys = {r.key for r in decode_batch(item.payload).readings}
+            assert not keys & seen
+            seen |= keys
+        assert seen == {r.key for r in data}
+
+
+def test_packed_and_row_reads_of_a_seal_encode_the_same_readings(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(5)
+    data = []
+    for m in range(7):
+        t = T0
+        for i in range(60):
+            t += rng.choice((900, 900, 1800, 17))
+            scaler = 0 if i < 30 else -1  # the channel's scaler changes half way
+            value = rng.randint(-(1 << 63), (1 << 63) - 1) if i % 11 == 0 else rng.randint(-5, 5)
+            data.append(Reading(f"m{m}", "1.0.1.8.0.255", t, value, scaler, 30, i % 3, IC))
+            data.append(Reading(f"m{m}", "1.0.10.8.0.255", t, i, 0, 30, 0, IC))
+    with Spool.open(tmp_path / "s.db") as s:
+        s.put(data)
+        lo = s._marks[int(IC)]
+        last = lo + len(data)
+        packed = s._columns(lo, last, len(data), packed=True)
+        rows = s._columns(lo, last, len(data), packed=False)
+        assert packed is not None
+        assert rows is not None
+        a = decode_batch(s._encode(packed, "d", IC, 0, 3)[1]).readings
+        b = decode_batch(s._encode(rows, "d", IC, 0, 3)[1]).readings
+        assert a == b
+        assert sorted(r.key for r in a) == sorted(r.key for r in data)
+        assert {(r.key, r.value, r.scaler, r.status) for r in a} == {
+            (r.key, r.value, r.scaler, r.status) for r in data
+        }
+        assert s._columns(lo, last, len(data) + 1, packed=True) is None  # changed meanwhile
+
+
+def test_opens_v4_file_and_moves_names_into_the_dictionary(tmp_path: Path) -> None:
+    from edge_core.spool.schema import MIGRATIONS
+
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:4]:
+        conn.executescript(script)
+    base = int(IC) << 56
+    conn.executescript(f"""
+        INSERT INTO readings VALUES ({base + 1}, 'm1', '1.0.1.8.0.255', 900, 5, 0, 30, 0, 3, 1.0);
+        INSERT INTO readings VALUES ({base + 2}, 'm1', '1.0.1.8.0.255', 1800, 7, 0, 30, 0, 3, 1.0);
+        INSERT INTO readings VALUES ({base + 3}, 'm2', '1.0.2.8.0.255', 900, 9, 0, 30, 0, 3, 1.0);
+        UPDATE seal_marks SET through_id = {base + 1} WHERE data_class = 3;
+        PRAGMA user_version = 4;
+    """)
+    conn.close()
+    with Spool.open(path) as s:
+        assert s.stats().backlog_readings[IC] == 2  # the first is sealed already
+        assert s.put([Reading("m2", "1.0.2.8.0.255", 900, 9, 0, 30, 0, IC)]).duplicates == 1
+        assert s.put([Reading("m3", "1.0.2.8.0.255", 900, 1, 0, 30, 0, IC)]).stored == 1
+        item = s.seal(IC, thing="d", topic="t", max_values=10)
+        assert item is not None
+        got = [(r.meter, r.obis, r.capture_time) for r in decode_batch(item.payload).readings]
+        assert got == [
+            ("m1", "1.0.1.8.0.255", 1800),
+            ("m2", "1.0.2.8.0.255", 900),
+            ("m3", "1.0.2.8.0.255", 900),
+        ]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("SELECT count(*) FROM meters").fetchone()[0] == 3
+    assert conn.execute("SELECT count(*) FROM channels").fetchone()[0] == 2
+    conn.close()

@@ -19,8 +19,10 @@ def test_alarm_latency_bench_tiny() -> None:
         interval_ms=20.0,
         drain_timeout_s=60.0,
         seed=1,
+        broker_tcp_nodelay=False,
     )
     out = alarm_latency.run(args)
+    assert out["broker_tcp_nodelay"] is False
     assert out["baseline_idle"]["alarms"] >= 5
     assert out["draining"]["alarms"] >= 5
     assert out["outbox_left"] == 0
