@@ -226,7 +226,36 @@ class _Faults:
     released: asyncio.Event | None = None
 
 
-class MemoryBus:
+class InProcessHooks:
+    """The parts of the bus that live in this process for both MemoryBus and MqttBus: local
+    pub/sub through a :class:`LocalHub` and configuration held in memory. The owner sets
+    ``_hub``, ``_local_subs``, ``_config``, ``_config_callbacks`` and ``_validator``."""
+
+    _hub: LocalHub
+    _local_subs: list[Any]
+    _config: dict[str, Any]
+    _config_callbacks: list[Callable[[Mapping[str, Any]], None]]
+    _validator: ConfigValidator | None
+
+    async def publish_local(self, topic: str, payload: bytes) -> None:
+        self._hub.publish(topic, payload)
+
+    async def subscribe_local(self, topic: str, handler: MessageHandler) -> _LocalSub:
+        sub = self._hub.subscribe(topic, handler)
+        self._local_subs.append(sub)
+        return sub
+
+    def get_config(self) -> Mapping[str, Any]:
+        return self._config
+
+    def on_config_change(self, callback: Callable[[Mapping[str, Any]], None]) -> None:
+        self._config_callbacks.append(callback)
+
+    def set_config_validator(self, validator: ConfigValidator) -> None:
+        self._validator = validator
+
+
+class MemoryBus(InProcessHooks):
     """A :class:`~edge_core.bus.base.Bus` that lives in memory (for tests and the demo).
 
     ``clock`` stamps :attr:`published` records (default: the running loop's ``time()``, so a
@@ -336,26 +365,7 @@ class MemoryBus:
                 count += 1
         return count
 
-    # -- local -----------------------------------------------------------------------------
-
-    async def publish_local(self, topic: str, payload: bytes) -> None:
-        self._hub.publish(topic, payload)
-
-    async def subscribe_local(self, topic: str, handler: MessageHandler) -> _LocalSub:
-        sub = self._hub.subscribe(topic, handler)
-        self._local_subs.append(sub)
-        return sub
-
     # -- configuration, update gate, state, secrets ----------------------------------------
-
-    def get_config(self) -> Mapping[str, Any]:
-        return self._config
-
-    def on_config_change(self, callback: Callable[[Mapping[str, Any]], None]) -> None:
-        self._config_callbacks.append(callback)
-
-    def set_config_validator(self, validator: ConfigValidator) -> None:
-        self._validator = validator
 
     def set_config(self, config: Mapping[str, Any]) -> None:
         """Replace the configuration without validation and tell the callbacks."""

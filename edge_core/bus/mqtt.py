@@ -44,7 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_core.bus.base import ConfigValidator, MessageHandler, UpdateGate
-from edge_core.bus.memory import HandlerRunner, LocalHub, check_message_size, validate_filter
+from edge_core.bus.memory import (
+    HandlerRunner,
+    InProcessHooks,
+    LocalHub,
+    check_message_size,
+    validate_filter,
+)
 from edge_core.bus.settings import MqttSettings
 from edge_core.errors import (
     BusError,
@@ -113,7 +119,7 @@ class MqttSubscription:
         await self.bus._unsubscribe(self)
 
 
-class MqttBus:
+class MqttBus(InProcessHooks):
     """A :class:`~edge_core.bus.base.Bus` over direct MQTT (see the module docstring)."""
 
     def __init__(
@@ -465,26 +471,7 @@ class MqttBus:
             except BusError as exc:
                 log.warning("unsubscribe %s: %s", entry.topic_filter, exc)
 
-    # -- local -----------------------------------------------------------------------------
-
-    async def publish_local(self, topic: str, payload: bytes) -> None:
-        self._hub.publish(topic, payload)
-
-    async def subscribe_local(self, topic: str, handler: MessageHandler) -> Any:
-        sub = self._hub.subscribe(topic, handler)
-        self._local_subs.append(sub)
-        return sub
-
     # -- configuration, update gate, state, secrets ----------------------------------------
-
-    def get_config(self) -> Mapping[str, Any]:
-        return self._config
-
-    def on_config_change(self, callback: Callable[[Mapping[str, Any]], None]) -> None:
-        self._config_callbacks.append(callback)
-
-    def set_config_validator(self, validator: ConfigValidator) -> None:
-        self._validator = validator
 
     def reload(self) -> None:
         """Re-read ``config_path``; validate (ConfigError keeps the old one), then notify."""
