@@ -1,7 +1,9 @@
 """Regenerate the golden batch files shared by the edge and cloud test suites.
 
 ``python scripts/make_golden.py`` writes ``tests/golden/batch-*.bin`` and a JSON sidecar per
-file (``batch-*.json``: the decoded batch, values as raw integers). The inputs are fixed here
+file (``batch-*.json``: the decoded batch, values as raw integers): every case in format
+version 1 (``batch-NAME``, kept byte for byte since the cloud must go on reading them) and in
+version 2 (``batch-v2-NAME``). The inputs are fixed here
 (seeded), so the outputs only change when the format or the encoder changes; commit them.
 """
 
@@ -26,7 +28,7 @@ def _batch(n: int, data_class: DataClass, readings: list[Reading]) -> Batch:
     return Batch(bytes([n]) * 16, "dcu-golden-01", data_class, T0 + 86400, tuple(readings))
 
 
-def cases() -> dict[str, tuple[Batch, int]]:
+def cases() -> dict[str, tuple[Batch, int, int]]:
     ic = DataClass.INTERVAL
     tiny = [
         Reading("m1", "1.0.1.8.0.255", T0 + 900, 1000, 0, 30, 0, ic),
@@ -49,13 +51,16 @@ def cases() -> dict[str, tuple[Batch, int]]:
         Reading("zähler-ü", "1.0.32.7.0.255", T0, 2301, -1, 35, 0, DataClass.DIAGNOSTIC),
     ]
     profile = generate_readings(5, 1, seed=7)
-    return {
-        "batch-tiny-raw": (_batch(1, ic, tiny), 0),
-        "batch-tiny-zstd": (_batch(1, ic, tiny), 3),
-        "batch-daily": (_batch(2, DataClass.DAILY, daily), 3),
-        "batch-edge-values": (_batch(3, DataClass.DIAGNOSTIC, edge), 3),
-        "batch-profile-5-meters": (_batch(4, ic, profile), 3),
+    base = {
+        "tiny-raw": (_batch(1, ic, tiny), 0),
+        "tiny-zstd": (_batch(1, ic, tiny), 3),
+        "daily": (_batch(2, DataClass.DAILY, daily), 3),
+        "edge-values": (_batch(3, DataClass.DIAGNOSTIC, edge), 3),
+        "profile-5-meters": (_batch(4, ic, profile), 3),
     }
+    out = {f"batch-{name}": (batch, level, 1) for name, (batch, level) in base.items()}
+    out |= {f"batch-v2-{name}": (batch, level, 2) for name, (batch, level) in base.items()}
+    return out
 
 
 def as_json(batch: Batch) -> dict[str, object]:
@@ -73,8 +78,8 @@ def as_json(batch: Batch) -> dict[str, object]:
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, (batch, level) in cases().items():
-        payload = encode_batch(batch, level=level)
+    for name, (batch, level, version) in cases().items():
+        payload = encode_batch(batch, level=level, version=version)
         decoded = decode_batch(payload)
         assert decoded.readings == canonical_order(batch.readings), name
         (OUT / f"{name}.bin").write_bytes(payload)

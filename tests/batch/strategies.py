@@ -49,6 +49,26 @@ def channel_readings(draw: st.DrawFn, meter: str, data_class: DataClass) -> list
 
 
 @st.composite
+def follower(draw: st.DrawFn, leader: list[Reading], code: str) -> list[Reading]:
+    """A channel with the leader's capture times whose steps follow the leader's (scaled, with
+    noise), as reactive energy follows active energy: what the cross-channel predictor of
+    format version 2 is for. Extreme weights and values exercise its wrap-around."""
+    ratio = draw(st.one_of(st.floats(-3.0, 3.0), st.sampled_from([1e6, -1e9, 2**40])))
+    noise = draw(st.integers(0, 50))
+    value = draw(st.one_of(st.integers(0, 1 << 30), INT64))
+    out = []
+    prev = leader[0].value
+    for r in leader:
+        step = r.value - prev
+        prev = r.value
+        jitter = draw(st.integers(-noise, noise))
+        value = int(value + int(step * ratio) + jitter)
+        value = (value + (1 << 63)) % (1 << 64) - (1 << 63)
+        out.append(Reading(r.meter, code, r.capture_time, value, 0, 32, r.status, r.data_class))
+    return out
+
+
+@st.composite
 def readings_of_class(draw: st.DrawFn, data_class: DataClass, max_meters: int = 6) -> list[Reading]:
     meters = draw(st.lists(meter_ids, min_size=1, max_size=max_meters, unique=True))
     out: list[Reading] = []
@@ -60,6 +80,11 @@ def readings_of_class(draw: st.DrawFn, data_class: DataClass, max_meters: int = 
                 continue
             seen.add(chan[0].obis)
             out.extend(chan)
+            if len(chan) >= 4 and draw(st.booleans()):
+                code = draw(obis)
+                if code not in seen:
+                    seen.add(code)
+                    out.extend(draw(follower(chan, code)))
     return out
 
 

@@ -35,9 +35,10 @@ GOLDEN_FILES = sorted(GOLDEN.glob("batch-*.bin"))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches(), st.sampled_from([0, 1, 3]))
-def test_round_trip(batch: Batch, level: int) -> None:
-    payload = encode_batch(batch, level=level)
+@given(batches(), st.sampled_from([0, 1, 3]), st.sampled_from([1, 2]))
+def test_round_trip(batch: Batch, level: int, version: int) -> None:
+    payload = encode_batch(batch, level=level, version=version)
+    assert payload[4] == version
     out = decode_batch(payload)
     assert out.batch_id == batch.batch_id
     assert out.thing == batch.thing
@@ -169,7 +170,9 @@ def test_decoder_bounds_memory_before_allocating() -> None:
     body = bytes([1, 1, ord("m"), 1, 1, 0, 1, 8, 0, 255, 0, 30, 0x80, 0x94, 0xEB, 0xDC, 0x03, 0, 0])
     payload = good[:thing_end] + bytes([len(body)]) + body
     with pytest.raises(BatchFormatError, match="count"):
-        decode_batch(payload)
+        decode_batch(bytes([*payload[:4], 1, *payload[5:]]))  # version 1: count > bytes left
+    with pytest.raises(BatchFormatError, match="more than 1000000 readings"):
+        decode_batch(payload)  # version 2 codes zeros in nothing: the reading limit bounds it
     # a zstd bomb: 8 MiB + 1 of zeros declared as such
     bomb = zstandard.ZstdCompressor().compress(b"\0" * (8 * 1024 * 1024 + 1))
     header = bytearray(good[:thing_end])
@@ -211,17 +214,28 @@ def test_golden_files_are_reproduced_by_the_encoder() -> None:
     # a change of encoder output is a format change: regenerate with scripts/make_golden.py
     for path in GOLDEN_FILES:
         batch = decode_batch(path.read_bytes())
-        level = 0 if path.read_bytes()[5] == 0 else 3
-        assert encode_batch(batch, level=level) == path.read_bytes(), path.name
+        raw = path.read_bytes()
+        level = 0 if raw[5] == 0 else 3
+        assert encode_batch(batch, level=level, version=raw[4]) == raw, path.name
 
 
-def test_doc_example_bytes() -> None:
+@pytest.mark.parametrize(("heading", "version"), [("## 3. Annotated", 1), ("## 3b. The same", 2)])
+def test_doc_example_bytes(heading: str, version: int) -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "batch-format.md").read_text()
-    block = doc.split("## 3. Annotated example")[1].split("```")[1]
-    hexdigits = "".join(
-        line.split("  ")[0] for line in block.splitlines() if line and not line.startswith("--")
-    )
+    v1_block = doc.split("## 3. Annotated example")[1].split("```")[1]
+    lines = [ln for ln in v1_block.splitlines() if ln and not ln.startswith("--")]
+    if version == 2:
+        # the header and directory of the version-1 example, version 02, body length 55, then
+        # the values section annotated in section 3b
+        lines = [ln for ln in lines if not ln.endswith(("heads, one per value", "tails"))]
+        lines = [
+            "02" if ln.endswith("version 1") else "37" if ln.endswith("body length 49") else ln
+            for ln in lines
+        ]
+        lines += doc.split(heading)[1].split("```")[1].splitlines()
+    hexdigits = "".join(ln.split("  ")[0] for ln in lines if ln)
     payload = bytes.fromhex(hexdigits)
+    assert payload[4] == version
     b = decode_batch(payload)
     assert [(r.obis, r.capture_time - 1717372800, r.value, r.status) for r in b.readings] == [
         ("1.0.1.8.0.255", 900, 1000, 0),
@@ -230,4 +244,4 @@ def test_doc_example_bytes() -> None:
         ("1.0.2.8.0.255", 900, 5, 0),
         ("1.0.2.8.0.255", 4500, 3, 0),
     ]
-    assert encode_batch(b, level=0) == payload
+    assert encode_batch(b, level=0, version=version) == payload
