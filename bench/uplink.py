@@ -35,7 +35,6 @@ from collections.abc import Sequence
 
 from edge_core.batch import (
     DEFAULT_LEVEL,
-    VERSION,
     decode_batch,
     encode_batch,
     encode_split,
@@ -279,7 +278,7 @@ def run(meters: int, days: int, seed: int, levels: Sequence[int]) -> dict[str, o
         "profiles": "bdew-demandlib" if _bdew_shapes(DEFAULT_START, 1) is not None else "builtin",
         "generate_s": round(gen_s, 3),
         "batch": {
-            "format_version": VERSION,
+            "format_versions_sent": sorted({p[4] for _, p in pairs}),
             "level": DEFAULT_LEVEL,
             "bytes": batch_bytes,
             "bytes_per_value": round(batch_bytes / n, 4),

@@ -72,7 +72,7 @@ __all__ = [
 ]
 
 MAGIC: Final = b"AMIB"
-VERSION: Final = 2  # what the encoder writes by default
+VERSION: Final = 2  # the newest; the encoder writes it unless version 1 is smaller
 VERSIONS: Final = frozenset({1, 2})  # what the decoder reads (every version ever sent)
 FLAG_ZSTD: Final = 0x01
 _KNOWN_FLAGS: Final = FLAG_ZSTD
@@ -188,7 +188,9 @@ def _check_header(batch: Batch) -> bytes:
     return thing
 
 
-def _encode_body(readings: Sequence[Reading], data_class: DataClass, version: int) -> bytes:
+def _encode_body(
+    readings: Sequence[Reading], data_class: DataClass, version: int | None
+) -> dict[int, bytes]:
     if not readings:
         raise BatchFormatError("a batch carries at least one reading")
     for r in readings:
@@ -272,6 +274,7 @@ def encode_runs(
     created: int,
     level: int = DEFAULT_LEVEL,
     batch_id: bytes | None = None,
+    version: int | None = None,
 ) -> tuple[bytes, bytes]:
     """Encode every reading of ``runs`` into one batch; returns (batch id, payload). The caller
     checks the payload's size (the spool seals fewer readings when it is too big)."""
@@ -290,14 +293,15 @@ def encode_runs(
             raise BatchFormatError("empty run")
         spans.append((key, pos, pos + k))
         pos += k
-    body = _encode_spans(
+    bodies = _encode_spans(
         spans,
         np.asarray(runs.times, dtype=np.int64),
         np.asarray(runs.values, dtype=np.int64),
         np.asarray(runs.statuses, dtype=np.int64),
+        version,
     )
     payload = _frame(
-        bid, head, data_class=DataClass(data_class), created=created, body=body, level=level
+        bid, head, data_class=DataClass(data_class), created=created, bodies=bodies, level=level
     )
     return bid, payload
 
@@ -309,7 +313,7 @@ def _int_array(seq: Sequence[int], what: str) -> np.ndarray:
         raise BatchFormatError(f"{what} outside int64: {exc}") from exc
 
 
-def _encode_columns(c: Columns, version: int = VERSION) -> bytes:
+def _encode_columns(c: Columns, version: int | None = None) -> dict[int, bytes]:
     """The body (directory + values) of rows sorted as :class:`Columns` requires.
 
     Vectorised with numpy: the per-value work (time checks, differences, zigzag, the split
@@ -338,10 +342,14 @@ def _encode_spans(
     times: np.ndarray,
     values: np.ndarray,
     statuses: np.ndarray,
-    version: int = VERSION,
-) -> bytes:
+    version: int | None = None,
+) -> dict[int, bytes]:
     """The body of rows given as runs: ``spans`` = ((meter, OBIS, scaler, unit), start, end)
-    over the int64 arrays, in meter order (see :class:`Columns`)."""
+    over the int64 arrays, in meter order (see :class:`Columns`), in format ``version``; with
+    ``version=None`` the candidates worth compressing: version 2 when the blocks hold at least
+    three captures on average, else both versions (a single read round, one capture per block,
+    has nothing to predict, and version 1 stores its values a few percent smaller after zstd).
+    """
     n = len(times)
     if int(times.min()) < 0:
         raise BatchFormatError("capture times must be non-negative epoch seconds")
@@ -420,14 +428,18 @@ def _encode_spans(
                 for lo, hi in itertools.pairwise(edges):
                     _put_uvarint(directory, hi - lo)
                     directory.append(int(bst[lo]))
-    if version == 1:
-        return bytes(directory) + _encode_values_v1(values, first)
-    starts_a = np.asarray(starts, dtype=np.int64)
-    counts_a = np.diff(np.append(starts_a, n))
-    meter_first = np.repeat(
-        np.cumsum([0] + [len(b) for _m, b in meters])[:-1], [len(b) for _m, b in meters]
-    )
-    return bytes(directory) + _encode_values_v2(values, times, starts_a, counts_a, meter_first)
+    out: dict[int, bytes] = {}
+    if version == 1 or (version is None and n < 3 * len(starts)):
+        out[1] = bytes(directory) + _encode_values_v1(values, first)
+    if version != 1:
+        starts_a = np.asarray(starts, dtype=np.int64)
+        counts_a = np.diff(np.append(starts_a, n))
+        per_meter = [len(b) for _m, b in meters]
+        meter_first = np.repeat(np.cumsum([0, *per_meter])[:-1], per_meter)
+        out[2] = bytes(directory) + _encode_values_v2(
+            values, times, starts_a, counts_a, meter_first
+        )
+    return out
 
 
 def _encode_values_v1(values: np.ndarray, first: np.ndarray) -> bytes:
@@ -693,26 +705,25 @@ def _split_varints(z: np.ndarray) -> tuple[bytes, bytes]:
     return heads, g[:, 1:][present].tobytes()
 
 
-def encode_batch(batch: Batch, *, level: int = DEFAULT_LEVEL, version: int = VERSION) -> bytes:
-    """Encode ``batch`` (docs/batch-format.md) in format ``version`` (1 or 2).
+def encode_batch(batch: Batch, *, level: int = DEFAULT_LEVEL, version: int | None = None) -> bytes:
+    """Encode ``batch`` (docs/batch-format.md) in format ``version`` (1 or 2), by default in
+    whichever of them is smaller (version 2 but for batches of single read rounds).
 
     ``level`` is the zstd level; ``level=0`` stores the body uncompressed (flag bit 0 clear).
-    Version 1 is kept for consumers that have not deployed a version-2 decoder yet.
+    ``version=1`` serves consumers that have not deployed a version-2 decoder yet.
     Raises :class:`BatchFormatError` for a batch the format cannot carry (bad ids, a reading of
     another class, duplicate keys, values outside int64, non-canonical OBIS strings).
     """
-    if version not in VERSIONS:
+    if version is not None and version not in VERSIONS:
         raise BatchFormatError(f"unknown batch format version {version}")
     thing = _check_header(batch)
-    body = _encode_body(batch.readings, DataClass(batch.data_class), version)
     return _frame(
         batch.batch_id,
         thing,
         data_class=DataClass(batch.data_class),
         created=batch.created,
-        body=body,
+        bodies=_encode_body(batch.readings, DataClass(batch.data_class), version),
         level=level,
-        version=version,
     )
 
 
@@ -722,31 +733,36 @@ def _frame(
     *,
     data_class: DataClass,
     created: int,
-    body: bytes,
+    bodies: dict[int, bytes],
     level: int,
-    version: int = VERSION,
 ) -> bytes:
-    if len(body) > MAX_BODY_BYTES:
-        raise BatchFormatError(
-            f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}; split the readings"
-        )
-    body_len = len(body)
-    flags = 0
-    if level > 0:
-        body = zstandard.ZstdCompressor(
-            level=level, write_content_size=True, write_checksum=False
-        ).compress(body)
-        flags |= FLAG_ZSTD
-    head = bytearray(MAGIC)
-    head.append(version)
-    head.append(flags)
-    head += batch_id
-    head.append(int(data_class))
-    head += created.to_bytes(8, "big")
-    head.append(len(thing))
-    head += thing
-    _put_uvarint(head, body_len)
-    return bytes(head) + body
+    """The message for the smallest of the candidate ``bodies`` (version -> body)."""
+    best: bytes | None = None
+    for version, raw in sorted(bodies.items(), reverse=True):
+        if len(raw) > MAX_BODY_BYTES:
+            raise BatchFormatError(
+                f"body of {len(raw)} bytes exceeds {MAX_BODY_BYTES}; split the readings"
+            )
+        body = raw
+        flags = 0
+        if level > 0:
+            body = zstandard.ZstdCompressor(
+                level=level, write_content_size=True, write_checksum=False
+            ).compress(raw)
+            flags |= FLAG_ZSTD
+        head = bytearray(MAGIC)
+        head.append(version)
+        head.append(flags)
+        head += batch_id
+        head.append(int(data_class))
+        head += created.to_bytes(8, "big")
+        head.append(len(thing))
+        head += thing
+        _put_uvarint(head, len(raw))
+        if best is None or len(head) + len(body) < len(best):
+            best = bytes(head) + body
+    assert best is not None  # _encode_spans returns at least one body
+    return best
 
 
 def encode_prefix(
@@ -758,6 +774,7 @@ def encode_prefix(
     max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     level: int = DEFAULT_LEVEL,
     batch_id: bytes | None = None,
+    version: int | None = None,
 ) -> tuple[bytes, bytes, int]:
     """Encode the longest prefix of ``cols`` (sorted as :class:`Columns` requires) that fits
     ``max_bytes``, cut at a meter boundary where possible; returns (batch id, payload, rows
@@ -768,9 +785,13 @@ def encode_prefix(
     n = len(cols)
     while True:
         part = cols if n == len(cols) else cols.head(n)
-        body = _encode_columns(part)
         payload = _frame(
-            bid, head, data_class=DataClass(data_class), created=created, body=body, level=level
+            bid,
+            head,
+            data_class=DataClass(data_class),
+            created=created,
+            bodies=_encode_columns(part, version),
+            level=level,
         )
         if len(payload) <= max_bytes:
             return bid, payload, n
@@ -1201,7 +1222,7 @@ def encode_split(
     max_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     created: int | None = None,
     level: int = DEFAULT_LEVEL,
-    version: int = VERSION,
+    version: int | None = None,
 ) -> list[tuple[Batch, bytes]]:
     """Split ``readings`` into batches whose encodings are each at most ``max_bytes``.
 
@@ -1236,7 +1257,7 @@ def _split_into(
     max_bytes: int,
     created: int,
     level: int,
-    version: int,
+    version: int | None,
     out: list[tuple[Batch, bytes]],
 ) -> None:
     batch = Batch(new_batch_id(), thing, data_class, created, tuple(rs))

@@ -160,6 +160,7 @@ def test_decoder_bounds_memory_before_allocating() -> None:
     good = encode_batch(
         Batch(new_batch_id(), "t", DataClass.INTERVAL, 0, (Reading("m", "1.0.1.8.0.255", 0, 1),)),
         level=0,
+        version=2,
     )
     thing_end = 32 + 1
     # declared body length of 2**40 bytes: rejected from the header alone

@@ -80,7 +80,7 @@ def _values(r: Batch) -> list[int]:
 def test_tiny_example_decodes_from_its_values_section() -> None:
     payload = _payload(TINY, bytes.fromhex(TINY_VALUES))
     assert _values(decode_batch(payload)) == [1000, 1012, 1030, 5, 3]
-    assert encode_batch(Batch(bytes(16), "dcu-1", IC, T0, TINY), level=0) == payload
+    assert encode_batch(Batch(bytes(16), "dcu-1", IC, T0, TINY), level=0, version=2) == payload
 
 
 SAME_TIMES = (
@@ -220,3 +220,21 @@ def test_version_2_is_smaller_than_version_1_on_a_realistic_day() -> None:
 
 def _p(pairs: list[tuple[Batch, bytes]], b: Batch) -> bytes:
     return next(p for bb, p in pairs if bb is b)
+
+
+def test_default_encoder_picks_the_smaller_version() -> None:
+    # one read round (one capture per block): nothing to predict, version 1 is smaller after
+    # zstd; a day of profiles: version 2
+    day = generate_readings(30, 1, seed=2)
+    first = min(r.capture_time for r in day)
+    one_round = tuple(r for r in day if r.capture_time == first)
+    for readings, expected in ((one_round, 1), (tuple(day), 2)):
+        b = Batch(bytes(16), "dcu-1", IC, 0, readings)
+        payload = encode_batch(b)
+        assert payload[4] == expected
+        sizes = {v: len(encode_batch(b, version=v)) for v in (1, 2)}
+        assert len(payload) == min(sizes.values())
+        assert (
+            decode_batch(payload).readings
+            == decode_batch(encode_batch(b, version=3 - expected)).readings
+        )
