@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ def records_to_events(meter: str, records: Iterable[Any], readings: Iterable[Rea
     capture time."""
     out: list[tuple[datetime, int, Any]] = []
     for rec in records:
+        events: Sequence[Any]
         if str(rec.log) == POWER_FAILURE_LOG and rec.duration_s is not None:
             events = power_failure_log_to_events(meter, [(rec.time, int(rec.duration_s))])
         else:
