@@ -11,13 +11,9 @@ say which they used. Also the realistic backlog shared by the uplink benchmarks.
 from __future__ import annotations
 
 import math
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 from edge_core import broker as _broker
-from edge_core.errors import BusUnavailableError
 from edge_core.model import DataClass, Reading
 
 __all__ = ["LocalBroker", "backlog"]
@@ -29,32 +25,7 @@ class LocalBroker(_broker.LocalBroker):
     def __init__(
         self, port: int | None = None, workdir: str | Path | None = None, *, tcp_nodelay: bool
     ) -> None:
-        super().__init__(port, workdir)
-        self.tcp_nodelay = tcp_nodelay
-
-    def start(self, timeout: float = 10.0) -> _broker.LocalBroker:
-        if not self.tcp_nodelay:
-            return super().start(timeout)
-        exe = _broker.find_mosquitto()
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-            "max_inflight_messages 100\nmax_queued_messages 1000000\nset_tcp_nodelay true\n"
-        )
-        self.proc = subprocess.Popen(
-            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
-        self.stop()
-        raise BusUnavailableError(f"mosquitto did not start on port {self.port}")
+        super().__init__(port, workdir, tcp_nodelay=tcp_nodelay)
 
 
 def backlog(values: int, *, seed: int = 1, meters_per_dcu: int = 500) -> list[Reading]:

@@ -38,9 +38,11 @@ Theory of operation
   are evicted from the lowest class first, outbox before readings within a class (sealed batches
   hold the oldest data), oldest stored first; a put may evict only its own class and lower ones,
   alarms are never evicted, and when nothing evictable is left the put fails with SpoolFullError
-  and stores nothing. Per-class ``retention`` (seconds, on capture time for readings and
-  creation time for messages) is applied by :meth:`Spool.expire` and by ``seal``. Every eviction
-  is counted per class, meter and reason in ``evictions``.
+  and stores nothing. A filesystem that fills up (SQLITE_FULL) raises SpoolFullError too: the
+  transaction is rolled back, every earlier commit stays readable, and puts succeed again once
+  space is freed (tests/spool/test_full_disk.py). Per-class ``retention`` (seconds, on capture
+  time for readings and creation time for messages) is applied by :meth:`Spool.expire` and by
+  ``seal``. Every eviction is counted per class, meter and reason in ``evictions``.
 * Corruption. ``open`` runs ``PRAGMA quick_check`` (or ``integrity_check``); a damaged file is
   kept aside and its readable rows salvaged into a fresh one (see :mod:`.salvage`); the outcome
   is logged, recorded and exposed as ``Spool.salvage_report``. A file is never replaced by an
@@ -109,6 +111,8 @@ _SEAL_RETRIES = 5
 # Sealed rows deleted per reclaim transaction (a few ms of the write lock each).
 _RECLAIM_CHUNK = 1000
 _CLASS_SHIFT = 56
+# SQLite page cache per connection, KiB (SQLite's default is 2,000 KiB; two connections).
+_CACHE_KIB = 512
 _FETCH_ROWS = 2048  # rows per fetch when a seal reads its rows (bounds each GIL hold)
 # One row of a seal's packed read: block rank, capture time, value, status (big-endian).
 _PACKED_ROW = np.dtype([("r", ">u4"), ("t", ">i8"), ("v", ">i8"), ("s", "u1")])
@@ -241,6 +245,13 @@ class SpoolStats:
         }
 
 
+def _is_disk_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL: the filesystem (not the quota) has no room; the transaction was rolled back
+    and everything committed before it is intact, so it is the same condition for callers as a
+    full quota (SpoolFullError), and a retry succeeds once space is freed."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     text = str(exc).lower()
     return any(k in text for k in ("malformed", "not a database", "corrupt", "disk image"))
@@ -338,6 +349,10 @@ class Spool:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=OFF")
+            # A small page cache per connection (the hot pages are the B-tree's right edge and
+            # the outbox; the OS page cache holds the rest) and sorts of a seal that spill to a
+            # temporary file past it: the runtime's RSS stays flat on a long backlog.
+            conn.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot open spool {path}: {exc}") from exc
         return conn
@@ -410,6 +425,8 @@ class Spool:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.DatabaseError as exc:
+                if _is_disk_full(exc):
+                    raise SpoolFullError(f"spool {self._path}: filesystem full: {exc}") from exc
                 if _is_corruption(exc):
                     raise SpoolCorruptError(
                         f"spool {self._path} is damaged: {exc}; reopen to salvage"
@@ -642,7 +659,10 @@ class Spool:
                 raise
         except BaseException as exc:
             err: BaseException = exc
-            if isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc):
+            if isinstance(exc, sqlite3.Error) and _is_disk_full(exc):
+                err = SpoolFullError(f"spool {self._path}: filesystem full: {exc}")
+                err.__cause__ = exc
+            elif isinstance(exc, sqlite3.DatabaseError) and _is_corruption(exc):
                 err = SpoolCorruptError(f"spool {self._path} is damaged: {exc}; reopen to salvage")
                 err.__cause__ = exc
             elif isinstance(exc, sqlite3.Error):
