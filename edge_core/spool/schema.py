@@ -23,6 +23,9 @@ Version 5: integer dictionary. Meter ids and OBIS codes are stored once (``meter
 (meter_id, channel_id, data class, capture time) and the row are about half the size of their
 text versions, and a put costs less (a smaller, faster UNIQUE index). The ids of the readings
 (their class ranges) are kept.
+Version 6: outbox ids are never reused (AUTOINCREMENT). Without it SQLite hands out max(id) + 1,
+so once the newest message was acknowledged and deleted, the next alarm could get the id the
+uplink was still settling for the previous one, and its waiter was lost.
 """
 
 from __future__ import annotations
@@ -196,5 +199,27 @@ DROP TABLE readings;
 ALTER TABLE readings_v5 RENAME TO readings
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5)
+_V6: Final = """
+CREATE TABLE outbox_v6 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id BLOB,
+    data_class INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    n_readings INTEGER NOT NULL DEFAULT 0,
+    first_id INTEGER NOT NULL DEFAULT 0,
+    last_id INTEGER NOT NULL DEFAULT -1
+);
+INSERT INTO outbox_v6 (id, batch_id, data_class, topic, payload, created, attempts, n_readings,
+    first_id, last_id)
+    SELECT id, batch_id, data_class, topic, payload, created, attempts, n_readings, first_id,
+    last_id FROM outbox ORDER BY id;
+DROP TABLE outbox;
+ALTER TABLE outbox_v6 RENAME TO outbox;
+CREATE INDEX outbox_class_id ON outbox (data_class, id)
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -168,7 +168,7 @@ def test_opens_v1_file_and_migrates(tmp_path: Path) -> None:
         assert item is not None
         assert [r.value for r in decode_batch(item.payload).readings] == [5, 7]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     conn.close()
 
 
@@ -480,7 +480,48 @@ def test_opens_v4_file_and_moves_names_into_the_dictionary(tmp_path: Path) -> No
             ("m3", "1.0.2.8.0.255", 900),
         ]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     assert conn.execute("SELECT count(*) FROM meters").fetchone()[0] == 3
     assert conn.execute("SELECT count(*) FROM channels").fetchone()[0] == 2
+    conn.close()
+
+
+def test_outbox_ids_are_never_reused(tmp_path: Path) -> None:
+    # the uplink keys its waiters by outbox id: an acknowledged and deleted newest message must
+    # not hand its id to the next one (SQLite's max(id) + 1 without AUTOINCREMENT)
+    with Spool.open(tmp_path / "s.db") as s:
+        first = s.put_message(DataClass.ALARM, "dt/ami/t/alarm/power", b"last gasp")
+        s.ack(first)
+        second = s.put_message(DataClass.ALARM, "dt/ami/t/alarm/power", b"restore")
+        assert second > first
+    with Spool.open(tmp_path / "s.db") as s:  # and across a restart
+        s.ack(second)
+        assert s.put_message(DataClass.ALARM, "dt/ami/t/alarm/power", b"again") > second
+
+
+def test_migration_v5_to_v6_keeps_the_outbox(tmp_path: Path) -> None:
+    from edge_core.spool.schema import MIGRATIONS
+
+    path = tmp_path / "v5.db"
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:5]:
+        conn.executescript(script)
+    conn.executescript("""
+        INSERT INTO outbox (id, batch_id, data_class, topic, payload, created, attempts,
+            n_readings, first_id, last_id) VALUES (7, NULL, 0, 'dt/ami/t/alarm/power', x'7b7d',
+            1.0, 2, 0, 0, -1);
+        PRAGMA user_version = 5;
+    """)
+    conn.close()
+    with Spool.open(path) as s:
+        assert s.put_message(DataClass.ALARM, "dt/ami/t/alarm/power", b"{}") == 8
+        s.ack(8)
+        assert s.put_message(DataClass.ALARM, "dt/ami/t/alarm/power", b"{}") == 9
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("SELECT id, attempts, payload FROM outbox ORDER BY id").fetchall()[0] == (
+        7,
+        2,
+        b"{}",
+    )
     conn.close()
