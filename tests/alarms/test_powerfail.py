@@ -153,3 +153,22 @@ def test_bad_sources_raise_config_errors(tmp_path: Path) -> None:
         asyncio.run(first(PowerFailSettings(path=str(tmp_path / "missing"))))
     with pytest.raises(ConfigError, match="command"):
         asyncio.run(first(PowerFailSettings(source="command", command=(str(tmp_path / "nope"),))))
+
+
+def test_poll_interval_defaults_follow_the_source(tmp_path: Path) -> None:
+    value = tmp_path / "gpio17" / "value"
+    value.parent.mkdir()
+    value.write_text("1\n")
+    polled = PowerFailMonitor(PowerFailSettings(path=str(value)))
+    assert (polled.edge_triggered, polled.poll_interval_s) == (False, 0.005)
+    (value.parent / "edge").write_text("both\n")
+    edged = PowerFailMonitor(PowerFailSettings(path=str(value)))
+    assert (edged.edge_triggered, edged.poll_interval_s) == (True, 0.2)
+    command = PowerFailMonitor(PowerFailSettings(source="command", command=("/bin/true",)))
+    assert command.poll_interval_s == 0.5
+    assert (
+        PowerFailMonitor(PowerFailSettings(path=str(value), poll_interval_s=0.05)).poll_interval_s
+        == 0.05
+    )
+    with pytest.raises(ConfigError, match="poll_interval_s"):
+        PowerFailSettings(path=str(value), poll_interval_s=-1)
