@@ -37,6 +37,7 @@ from bench._broker import LocalBroker
 from edge_core.bus.mqtt import MqttBus
 from edge_core.bus.settings import MqttSettings
 from edge_core.model import Topics
+from edge_core.runtime.memory import tune_malloc
 from edge_core.spool.store import Spool
 from edge_core.uplink import Uplink, UplinkSettings
 
@@ -241,9 +242,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--in-flight", type=int, default=8)
     p.add_argument("--timeout-s", type=float, default=1800.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="leave glibc malloc as it is (the runtime tunes it at start, as this bench does)",
+    )
     args = p.parse_args(argv)
+    # what run_component does before the runtime starts its threads
+    applied = {} if args.no_malloc_tuning else tune_malloc()
     logging.basicConfig(level=logging.WARNING)
-    print(json.dumps(run(args), sort_keys=True))
+    print(json.dumps({**run(args), "malloc_tuning": applied}, sort_keys=True))
     return 0
 
 

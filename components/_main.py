@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from edge_core.bus.base import Bus
 from edge_core.errors import AmiError, ConfigError
+from edge_core.runtime.memory import tune_malloc
 
 __all__ = ["STOP_TIMEOUT_S", "ComponentApp", "make_bus", "run_component", "with_thing_name"]
 
@@ -145,6 +146,7 @@ def run_component(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    tune_malloc()  # before any thread starts: see edge_core/runtime/memory.py
     try:
         app = app_factory()
         bus = make_bus(args.config)
