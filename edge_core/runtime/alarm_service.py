@@ -13,12 +13,17 @@ Theory of operation
   clock time) and calls ``tick``.
 * Sequence numbers survive restarts: :class:`FileSequence` reserves blocks on disk ahead of use,
   so a crash skips numbers but never repeats one.
+* The DCU's own open outage survives the reboot that usually ends it: once its last gasp is
+  persisted, its start and meters go to a small file (``outage_path``); a service that starts
+  and finds it reports the DCU's restore with the outage's duration, and a restore clears it.
 * This module imports nothing from analytics: the alarm path carries no ML dependency.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -29,6 +34,8 @@ from typing import Any
 from edge_core.alarms import (
     AlarmMessage,
     AlarmSettings,
+    AlarmType,
+    DcuPowerRestored,
     MeterCommLost,
     MeterCommRestored,
     MeterPowerDown,
@@ -118,6 +125,44 @@ class FileSequence:
         return self.value
 
 
+class _OutageMarker:
+    """A small JSON file holding the DCU's open outage (start, meters), written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def save(self, start: datetime, meters: Iterable[str]) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        data = json.dumps({"outage_start": start.isoformat(), "meters": sorted(meters)})
+        try:
+            with tmp.open("w", encoding="utf-8") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self.path)
+        except OSError as exc:
+            log.error("cannot record the DCU outage in %s: %s", self.path, exc)
+
+    def load(self) -> tuple[datetime, tuple[str, ...]] | None:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            start = datetime.fromisoformat(raw["outage_start"])
+            meters = tuple(str(m) for m in raw["meters"])
+            if start.tzinfo is None:
+                raise ValueError("outage_start without a time zone")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("unreadable DCU outage record %s (%s): dropped", self.path, exc)
+            self.clear()
+            return None
+        return start, meters
+
+    def clear(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
 class AlarmService:
     def __init__(
         self,
@@ -129,6 +174,7 @@ class AlarmService:
         settings: AlarmSettings | None = None,
         powerfail: PowerFailSettings | None = None,
         sequence_path: str | Path,
+        outage_path: str | Path | None = None,
     ) -> None:
         self.clock = clock
         self.engine = OutageEngine(
@@ -140,12 +186,16 @@ class AlarmService:
         )
         self._send = send
         self._powerfail = powerfail
+        # The DCU's own open outage survives the reboot that usually ends it: written once its
+        # last gasp is persisted, removed once its restore is; see _restore_after_reboot.
+        self._outage = _OutageMarker(Path(outage_path)) if outage_path is not None else None
         self._tasks: list[asyncio.Task[None]] = []
         self._lock = asyncio.Lock()
         self.sent = 0
         self.failed = 0
 
     async def start(self) -> None:
+        await self._restore_after_reboot()
         self._tasks.append(asyncio.create_task(self._timer_loop(), name="alarm-timers"))
         if self._powerfail is not None:
             self._tasks.append(asyncio.create_task(self._powerfail_loop(), name="powerfail"))
@@ -196,11 +246,29 @@ class AlarmService:
         except AmiError:
             log.exception("alarm events %s not processed", events)
 
+    async def _restore_after_reboot(self) -> None:
+        """A last gasp without its restore means the DCU went down with its supply and is
+        running again: report the restore now, with the outage's duration and meters. (If the
+        supply is still failed, the power-fail monitor reports that right after.)"""
+        if self._outage is None:
+            return
+        opened = self._outage.load()
+        if opened is None:
+            return
+        start, meters = opened
+        log.warning("DCU restarted after its last gasp at %s: reporting the restore", start)
+        await self.feed([DcuPowerRestored(self.clock.now_dt(), outage_start=start, meters=meters)])
+
     async def _deliver(self, msgs: list[AlarmMessage]) -> None:
         for msg in msgs:
             try:
                 await self._send(msg)
                 self.sent += 1
+                if self._outage is not None:
+                    if msg.type is AlarmType.LAST_GASP:
+                        self._outage.save(msg.event_time, msg.meters)
+                    elif msg.type is AlarmType.RESTORE and msg.meter is None:
+                        self._outage.clear()
             except AmiError as exc:
                 # The message could not even be persisted (spool full of alarms, disk gone):
                 # nothing else can be done for it here; count it loudly.

@@ -111,6 +111,7 @@ class EdgeApp:
             settings=self.config.alarms,
             powerfail=self.config.powerfail,
             sequence_path=Path(self.config.spool.path).with_suffix(".alarm-seq"),
+            outage_path=Path(self.config.spool.path).with_suffix(".dcu-outage"),
         )
         await self.alarms.start()
         if self.config.push.port:
