@@ -265,10 +265,12 @@ class AlarmService:
                 await self._send(msg)
                 self.sent += 1
                 if self._outage is not None:
+                    # after the send: the last gasp is durable and on its way; the record's
+                    # fsync runs off the event loop so it does not hold up the publish
                     if msg.type is AlarmType.LAST_GASP:
-                        self._outage.save(msg.event_time, msg.meters)
+                        await asyncio.to_thread(self._outage.save, msg.event_time, msg.meters)
                     elif msg.type is AlarmType.RESTORE and msg.meter is None:
-                        self._outage.clear()
+                        await asyncio.to_thread(self._outage.clear)
             except AmiError as exc:
                 # The message could not even be persisted (spool full of alarms, disk gone):
                 # nothing else can be done for it here; count it loudly.

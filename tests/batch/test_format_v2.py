@@ -3,6 +3,7 @@ specification, what the decoder must reject, and what the encoder gains on reali
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -42,35 +43,28 @@ def _varint(n: int) -> bytes:
 
 
 def _payload(readings: tuple[Reading, ...], values: bytes) -> bytes:
-    """A version-2 message: the reference encoder's header and directory for ``readings``
-    (taken from an uncompressed version-1 encoding) with ``values`` as the values section."""
-    v1 = encode_batch(Batch(bytes(16), "dcu-1", IC, T0, readings), level=0, version=1)
-    pos = 32 + len("dcu-1")
-    body_len = 0
-    shift = 0
+    """A version-2 message: the reference encoder's header and directory for ``readings`` with
+    ``values`` as the values section. The directory does not depend on the values, and with
+    every value 0 an uncompressed version-1 values section is one byte per reading, so the
+    directory is that body without its last len(readings) bytes."""
+    zeros = tuple(dataclasses.replace(r, value=0) for r in readings)
+    v1 = encode_batch(Batch(bytes(16), "dcu-1", IC, T0, zeros), level=0, version=1)
+    head_end = 32 + len("dcu-1")
+    body_len, pos = _read_varint(v1, head_end)
+    directory = v1[pos : pos + body_len - len(readings)]
+    body = directory + values
+    return bytes([*v1[:4], 2, *v1[5:head_end]]) + _varint(len(body)) + body
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
     while True:
-        b = v1[pos]
+        b = buf[pos]
         pos += 1
-        body_len |= (b & 0x7F) << shift
+        value |= (b & 0x7F) << shift
         shift += 7
         if b < 0x80:
-            break
-    body = v1[pos:]
-    directory = body[: len(body) - _v1_values_len(readings)]
-    new_body = directory + values
-    return bytes([*v1[:4], 2, *v1[5 : 32 + len("dcu-1")]]) + _varint(len(new_body)) + new_body
-
-
-def _v1_values_len(readings: tuple[Reading, ...]) -> int:
-    # version 1 values: one zigzag varint per value (first value, then differences per block)
-    total = 0
-    prev: dict[tuple[str, str], int] = {}
-    for r in sorted(readings, key=lambda r: (r.meter, r.obis, r.capture_time)):
-        d = r.value - prev.get((r.meter, r.obis), 0)
-        prev[(r.meter, r.obis)] = r.value
-        z = (d << 1) ^ (d >> 63)
-        total += len(_varint(z))
-    return total
+            return value, pos
 
 
 def _values(r: Batch) -> list[int]:
